@@ -1,0 +1,375 @@
+/**
+ * Pure zip layout (store mode, data-descriptor form).
+ *
+ * Given the entries of an archive (name bytes, size, mtime) this module
+ * computes, before a single byte is produced, the offset and bytes of every
+ * header and the total length. Nothing here depends on CRCs except the bytes
+ * of data descriptors and central-directory records, which take the CRC as an
+ * argument. That is what makes an exact Content-Length and HTTP Range possible.
+ *
+ * Zip64 is decided per entry from its size and its local-header offset; when
+ * an entry is zip64, its local header carries a zip64 extra, its data
+ * descriptor uses 8-byte sizes and its central record carries a zip64 extra,
+ * so streaming readers and central-directory readers agree on the widths.
+ */
+
+const SIG_LOCAL = 0x04034b50;
+const SIG_DESCRIPTOR = 0x08074b50;
+const SIG_CENTRAL = 0x02014b50;
+const SIG_ZIP64_EOCD = 0x06064b50;
+const SIG_ZIP64_LOCATOR = 0x07064b50;
+const SIG_EOCD = 0x06054b50;
+
+const FLAG_DATA_DESCRIPTOR = 0x0008;
+const FLAG_UTF8 = 0x0800;
+
+const VERSION_DEFAULT = 20;
+const VERSION_ZIP64 = 45;
+/** "Made by" host 3 (Unix) so external attributes carry Unix modes. */
+const MADE_BY_UNIX = 3 << 8;
+
+const MAX_32 = 0xffffffff;
+const MAX_16 = 0xffff;
+
+const LOCAL_FIXED = 30;
+const CENTRAL_FIXED = 46;
+const ZIP64_LOCAL_EXTRA = 20;
+const ZIP64_CENTRAL_EXTRA = 28;
+const TIMESTAMP_EXTRA = 9;
+const DESCRIPTOR_32 = 16;
+const DESCRIPTOR_64 = 24;
+const ZIP64_EOCD = 56;
+const ZIP64_LOCATOR = 20;
+const EOCD = 22;
+
+const MODE_FILE = 0o100644;
+const MODE_DIR = 0o040755;
+const DOS_DIRECTORY = 0x10;
+
+const INT32_MIN = -0x80000000;
+const INT32_MAX = 0x7fffffff;
+
+export interface LayoutInput {
+  /** Entry name; directories end with `/`. */
+  name: string;
+  /** `file` entries carry data; `dir` entries never do. */
+  kind: "file" | "dir";
+  /** Data length in bytes (0 for directories). */
+  size: number;
+  /** Modification time in milliseconds since the epoch. */
+  mtimeMs: number;
+}
+
+export interface LayoutEntry {
+  readonly name: Buffer;
+  readonly kind: "file" | "dir";
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly utf8: boolean;
+  readonly zip64: boolean;
+  /** Offset of the local header. */
+  readonly offset: number;
+  readonly localLength: number;
+  /** Offset of the first data byte. */
+  readonly dataOffset: number;
+  readonly descriptorLength: number;
+  /** Offset of this entry's record in the central directory. */
+  readonly centralOffset: number;
+  readonly centralLength: number;
+}
+
+export interface Layout {
+  readonly entries: readonly LayoutEntry[];
+  /** Offset where the central directory starts (= end of the last entry). */
+  readonly centralStart: number;
+  readonly centralSize: number;
+  /** Offset of the end records (zip64 record + locator if any, then EOCD). */
+  readonly endOffset: number;
+  readonly zip64End: boolean;
+  readonly endLength: number;
+  /** Exact archive length in bytes. */
+  readonly total: number;
+}
+
+/** Largest archive offset that still has exact double precision. */
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+
+function hasTimestamp(mtimeMs: number): boolean {
+  const seconds = Math.floor(mtimeMs / 1000);
+  return seconds >= INT32_MIN && seconds <= INT32_MAX;
+}
+
+function isAscii(buf: Buffer): boolean {
+  for (const byte of buf) if (byte > 0x7e || byte < 0x20) return false;
+  return true;
+}
+
+/** Computes the full layout. Pure: the same input gives the same layout. */
+export function computeLayout(inputs: readonly LayoutInput[]): Layout {
+  const entries: LayoutEntry[] = [];
+  let offset = 0;
+  for (const input of inputs) {
+    const name = Buffer.from(input.name, "utf8");
+    if (name.length > MAX_16) throw new RangeError(`entry name longer than ${MAX_16} bytes`);
+    const isFile = input.kind === "file";
+    const size = isFile ? input.size : 0;
+    if (!Number.isSafeInteger(size) || size < 0) throw new RangeError("entry size must be a non-negative integer");
+    const zip64 = size >= MAX_32 || offset >= MAX_32;
+    const ts = hasTimestamp(input.mtimeMs) ? TIMESTAMP_EXTRA : 0;
+    const localLength = LOCAL_FIXED + name.length + (zip64 ? ZIP64_LOCAL_EXTRA : 0) + ts;
+    const descriptorLength = isFile ? (zip64 ? DESCRIPTOR_64 : DESCRIPTOR_32) : 0;
+    const centralLength = CENTRAL_FIXED + name.length + (zip64 ? ZIP64_CENTRAL_EXTRA : 0) + ts;
+    entries.push({
+      name,
+      kind: input.kind,
+      size,
+      mtimeMs: input.mtimeMs,
+      utf8: !isAscii(name),
+      zip64,
+      offset,
+      localLength,
+      dataOffset: offset + localLength,
+      descriptorLength,
+      centralOffset: 0,
+      centralLength,
+    });
+    offset += localLength + size + descriptorLength;
+  }
+  const centralStart = offset;
+  let central = centralStart;
+  for (const entry of entries) {
+    (entry as { centralOffset: number }).centralOffset = central;
+    central += entry.centralLength;
+  }
+  const centralSize = central - centralStart;
+  const zip64End = entries.length >= MAX_16 || centralStart >= MAX_32 || centralSize >= MAX_32;
+  const endLength = (zip64End ? ZIP64_EOCD + ZIP64_LOCATOR : 0) + EOCD;
+  const total = central + endLength;
+  if (total > MAX_SAFE) throw new RangeError("archive too large");
+  return { entries, centralStart, centralSize, endOffset: central, zip64End, endLength, total };
+}
+
+/** DOS date and time, in UTC so every replica writes the same bytes. */
+function dosDateTime(mtimeMs: number): { date: number; time: number } {
+  const d = new Date(mtimeMs);
+  let year = d.getUTCFullYear();
+  if (Number.isNaN(year) || year < 1980) return { date: (1 << 5) | 1, time: 0 };
+  if (year > 2107) year = 2107;
+  const date = ((year - 1980) << 9) | ((d.getUTCMonth() + 1) << 5) | d.getUTCDate();
+  const time = (d.getUTCHours() << 11) | (d.getUTCMinutes() << 5) | (d.getUTCSeconds() >> 1);
+  return { date, time };
+}
+
+function flags(entry: LayoutEntry): number {
+  return (entry.kind === "file" ? FLAG_DATA_DESCRIPTOR : 0) | (entry.utf8 ? FLAG_UTF8 : 0);
+}
+
+function writeTimestamp(buf: Buffer, at: number, mtimeMs: number): number {
+  buf.writeUInt16LE(0x5455, at);
+  buf.writeUInt16LE(5, at + 2);
+  buf.writeUInt8(1, at + 4); // mtime only
+  buf.writeInt32LE(Math.floor(mtimeMs / 1000), at + 5);
+  return at + TIMESTAMP_EXTRA;
+}
+
+/** Bytes of an entry's local header. */
+export function localHeader(entry: LayoutEntry): Buffer {
+  const buf = Buffer.alloc(entry.localLength);
+  const { date, time } = dosDateTime(entry.mtimeMs);
+  buf.writeUInt32LE(SIG_LOCAL, 0);
+  buf.writeUInt16LE(entry.zip64 ? VERSION_ZIP64 : VERSION_DEFAULT, 4);
+  buf.writeUInt16LE(flags(entry), 6);
+  buf.writeUInt16LE(0, 8); // stored
+  buf.writeUInt16LE(time, 10);
+  buf.writeUInt16LE(date, 12);
+  // CRC and sizes follow in the data descriptor (bit 3); zip64 entries point to their extra.
+  buf.writeUInt32LE(0, 14);
+  buf.writeUInt32LE(entry.zip64 ? MAX_32 : 0, 18);
+  buf.writeUInt32LE(entry.zip64 ? MAX_32 : 0, 22);
+  buf.writeUInt16LE(entry.name.length, 26);
+  buf.writeUInt16LE(entry.localLength - LOCAL_FIXED - entry.name.length, 28);
+  entry.name.copy(buf, LOCAL_FIXED);
+  let at = LOCAL_FIXED + entry.name.length;
+  if (entry.zip64) {
+    buf.writeUInt16LE(0x0001, at);
+    buf.writeUInt16LE(16, at + 2);
+    // sizes are zero here: the data descriptor holds them
+    at += ZIP64_LOCAL_EXTRA;
+  }
+  if (hasTimestamp(entry.mtimeMs)) writeTimestamp(buf, at, entry.mtimeMs);
+  return buf;
+}
+
+/** Bytes of a file entry's data descriptor. */
+export function dataDescriptor(entry: LayoutEntry, crc: number): Buffer {
+  const buf = Buffer.alloc(entry.descriptorLength);
+  if (entry.descriptorLength === 0) return buf;
+  buf.writeUInt32LE(SIG_DESCRIPTOR, 0);
+  buf.writeUInt32LE(crc >>> 0, 4);
+  if (entry.zip64) {
+    buf.writeBigUInt64LE(BigInt(entry.size), 8);
+    buf.writeBigUInt64LE(BigInt(entry.size), 16);
+  } else {
+    buf.writeUInt32LE(entry.size, 8);
+    buf.writeUInt32LE(entry.size, 12);
+  }
+  return buf;
+}
+
+/** Bytes of an entry's central-directory record. */
+export function centralRecord(entry: LayoutEntry, crc: number): Buffer {
+  const buf = Buffer.alloc(entry.centralLength);
+  const { date, time } = dosDateTime(entry.mtimeMs);
+  const isDir = entry.kind === "dir";
+  const version = entry.zip64 ? VERSION_ZIP64 : VERSION_DEFAULT;
+  buf.writeUInt32LE(SIG_CENTRAL, 0);
+  buf.writeUInt16LE(MADE_BY_UNIX | version, 4);
+  buf.writeUInt16LE(version, 6);
+  buf.writeUInt16LE(flags(entry), 8);
+  buf.writeUInt16LE(0, 10);
+  buf.writeUInt16LE(time, 12);
+  buf.writeUInt16LE(date, 14);
+  buf.writeUInt32LE(isDir ? 0 : crc >>> 0, 16);
+  buf.writeUInt32LE(entry.zip64 ? MAX_32 : entry.size, 20);
+  buf.writeUInt32LE(entry.zip64 ? MAX_32 : entry.size, 24);
+  buf.writeUInt16LE(entry.name.length, 28);
+  buf.writeUInt16LE(entry.centralLength - CENTRAL_FIXED - entry.name.length, 30);
+  buf.writeUInt16LE(0, 32); // comment
+  buf.writeUInt16LE(0, 34); // disk
+  buf.writeUInt16LE(0, 36); // internal attributes
+  buf.writeUInt32LE((((isDir ? MODE_DIR : MODE_FILE) << 16) | (isDir ? DOS_DIRECTORY : 0)) >>> 0, 38);
+  buf.writeUInt32LE(entry.zip64 ? MAX_32 : entry.offset, 42);
+  entry.name.copy(buf, CENTRAL_FIXED);
+  let at = CENTRAL_FIXED + entry.name.length;
+  if (entry.zip64) {
+    buf.writeUInt16LE(0x0001, at);
+    buf.writeUInt16LE(24, at + 2);
+    buf.writeBigUInt64LE(BigInt(entry.size), at + 4);
+    buf.writeBigUInt64LE(BigInt(entry.size), at + 12);
+    buf.writeBigUInt64LE(BigInt(entry.offset), at + 20);
+    at += ZIP64_CENTRAL_EXTRA;
+  }
+  if (hasTimestamp(entry.mtimeMs)) writeTimestamp(buf, at, entry.mtimeMs);
+  return buf;
+}
+
+/** Bytes of the end records: zip64 end record and locator when needed, then the EOCD. */
+export function endRecords(layout: Layout): Buffer {
+  const buf = Buffer.alloc(layout.endLength);
+  const count = layout.entries.length;
+  let at = 0;
+  if (layout.zip64End) {
+    buf.writeUInt32LE(SIG_ZIP64_EOCD, 0);
+    buf.writeBigUInt64LE(BigInt(ZIP64_EOCD - 12), 4);
+    buf.writeUInt16LE(MADE_BY_UNIX | VERSION_ZIP64, 12);
+    buf.writeUInt16LE(VERSION_ZIP64, 14);
+    buf.writeUInt32LE(0, 16);
+    buf.writeUInt32LE(0, 20);
+    buf.writeBigUInt64LE(BigInt(count), 24);
+    buf.writeBigUInt64LE(BigInt(count), 32);
+    buf.writeBigUInt64LE(BigInt(layout.centralSize), 40);
+    buf.writeBigUInt64LE(BigInt(layout.centralStart), 48);
+    buf.writeUInt32LE(SIG_ZIP64_LOCATOR, 56);
+    buf.writeUInt32LE(0, 60);
+    buf.writeBigUInt64LE(BigInt(layout.endOffset), 64);
+    buf.writeUInt32LE(1, 72);
+    at = ZIP64_EOCD + ZIP64_LOCATOR;
+  }
+  buf.writeUInt32LE(SIG_EOCD, at);
+  buf.writeUInt16LE(0, at + 4);
+  buf.writeUInt16LE(0, at + 6);
+  buf.writeUInt16LE(Math.min(count, MAX_16), at + 8);
+  buf.writeUInt16LE(Math.min(count, MAX_16), at + 10);
+  buf.writeUInt32LE(Math.min(layout.centralSize, MAX_32), at + 12);
+  buf.writeUInt32LE(Math.min(layout.centralStart, MAX_32), at + 16);
+  buf.writeUInt16LE(0, at + 20);
+  return buf;
+}
+
+/** A piece of the archive: header bytes of an entry, its data, or the end records. */
+export type Segment =
+  | { kind: "local"; index: number; start: number; end: number }
+  | { kind: "data"; index: number; start: number; end: number }
+  | { kind: "descriptor"; index: number; start: number; end: number }
+  | { kind: "central"; index: number; start: number; end: number }
+  | { kind: "end"; start: number; end: number };
+
+/** Index of the entry whose local part (header, data, descriptor) holds `pos`. */
+function entryAt(layout: Layout, pos: number): number {
+  let lo = 0;
+  let hi = layout.entries.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >>> 1;
+    if ((layout.entries[mid] as LayoutEntry).offset <= pos) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+function centralAt(layout: Layout, pos: number): number {
+  let lo = 0;
+  let hi = layout.entries.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >>> 1;
+    if ((layout.entries[mid] as LayoutEntry).centralOffset <= pos) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+/**
+ * The segments covering the half-open byte range [start, end), in order,
+ * each clipped to the range. Offsets are absolute archive offsets.
+ */
+export function* segments(layout: Layout, start = 0, end = layout.total): Generator<Segment> {
+  if (start >= end) return;
+  const { entries } = layout;
+  if (start < layout.centralStart && entries.length > 0) {
+    for (let i = entryAt(layout, start); i < entries.length; i++) {
+      const e = entries[i] as LayoutEntry;
+      if (e.offset >= end) return;
+      const dataEnd = e.dataOffset + e.size;
+      const parts: Array<["local" | "data" | "descriptor", number, number]> = [
+        ["local", e.offset, e.dataOffset],
+        ["data", e.dataOffset, dataEnd],
+        ["descriptor", dataEnd, dataEnd + e.descriptorLength],
+      ];
+      for (const [kind, s, t] of parts) {
+        const a = Math.max(s, start);
+        const b = Math.min(t, end);
+        if (a < b) yield { kind, index: i, start: a, end: b };
+      }
+    }
+  }
+  if (end > layout.centralStart && start < layout.endOffset && entries.length > 0) {
+    for (let i = centralAt(layout, Math.max(start, layout.centralStart)); i < entries.length; i++) {
+      const e = entries[i] as LayoutEntry;
+      if (e.centralOffset >= end) return;
+      const a = Math.max(e.centralOffset, start);
+      const b = Math.min(e.centralOffset + e.centralLength, end);
+      if (a < b) yield { kind: "central", index: i, start: a, end: b };
+    }
+  }
+  const a = Math.max(layout.endOffset, start);
+  const b = Math.min(layout.total, end);
+  if (a < b) yield { kind: "end", start: a, end: b };
+}
+
+/**
+ * Entries whose CRC is needed to produce [start, end) without reading their
+ * data inside that range: their descriptor or central record is in the range
+ * while not all of their data is.
+ */
+export function crcsNeeded(layout: Layout, start: number, end: number): number[] {
+  const needed = new Set<number>();
+  const streamedWhole = new Set<number>();
+  for (const seg of segments(layout, start, end)) {
+    if (seg.kind === "end") continue;
+    const e = layout.entries[seg.index] as LayoutEntry;
+    if (e.kind !== "file") continue;
+    if (seg.kind === "data" && seg.start === e.dataOffset && seg.end === e.dataOffset + e.size) streamedWhole.add(seg.index);
+    if (seg.kind === "descriptor" || seg.kind === "central") needed.add(seg.index);
+  }
+  // Data streamed whole in this range yields its CRC on the way; an empty file's CRC is 0.
+  return [...needed].filter((i) => !streamedWhole.has(i) && (layout.entries[i] as LayoutEntry).size > 0).sort((x, y) => x - y);
+}

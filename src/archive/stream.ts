@@ -1,0 +1,223 @@
+import type { Readable } from "node:stream";
+import { crc32 } from "node:zlib";
+import { ObjectChanged } from "../errors.js";
+import type { Storage } from "../storage/types.js";
+import { type Layout, type LayoutEntry, centralRecord, crcsNeeded, dataDescriptor, endRecords, localHeader, segments } from "./layout.js";
+
+/** Where a file entry's bytes come from. */
+export interface EntrySource {
+  key: string;
+  etag: string;
+}
+
+export interface ArchiveStreamOptions {
+  layout: Layout;
+  /** One per layout entry; null for directories. */
+  sources: readonly (EntrySource | null)[];
+  storage: Storage;
+  /** Half-open byte range of the archive to produce. @default the whole archive */
+  start?: number;
+  end?: number;
+  /**
+   * CRCs known in advance, by entry index. Entries whose CRC is needed and
+   * missing are asked of `lookupCrc` before the first byte.
+   */
+  knownCrcs?: ReadonlyMap<number, number>;
+  lookupCrc?: (indexes: number[]) => Promise<Map<number, number>>;
+  /** Called with every CRC computed from data streamed whole. */
+  onCrc?: (index: number, crc: number) => void;
+  /** How many objects are opened ahead of the one being streamed. @default 8 */
+  readAhead?: number;
+  signal?: AbortSignal;
+}
+
+/** Small pieces are gathered up to this size before they are handed on. */
+const BATCH = 64 * 1024;
+const DEFAULT_READ_AHEAD = 8;
+
+/**
+ * Prepares the bytes of [start, end) of an archive. Resolves once everything
+ * needed before the first byte is known (CRCs of skipped entries, the first
+ * object opened), so that failures up to then are ordinary errors; the
+ * returned iterator then yields the bytes. A failure after that throws from
+ * the iterator, and the caller must abort the transfer.
+ */
+export async function openArchiveRange(opts: ArchiveStreamOptions): Promise<AsyncGenerator<Buffer, void, undefined>> {
+  const { layout, sources, storage, signal } = opts;
+  const start = opts.start ?? 0;
+  const end = opts.end ?? layout.total;
+  const crcs = new Map<number, number>(opts.knownCrcs ?? []);
+  const missing = crcsNeeded(layout, start, end).filter((i) => !crcs.has(i));
+  if (missing.length > 0) {
+    if (!opts.lookupCrc) throw new Error("CRC lookup required for this range");
+    for (const [i, crc] of await opts.lookupCrc(missing)) crcs.set(i, crc);
+    for (const i of missing) if (!crcs.has(i)) throw new Error(`no CRC for entry ${i}`);
+  }
+
+  const dataSegments: Array<{ index: number; start: number; end: number }> = [];
+  for (const seg of segments(layout, start, end)) if (seg.kind === "data") dataSegments.push(seg);
+
+  const reader = new ReadAhead(storage, sources, dataSegments, layout, opts.readAhead ?? DEFAULT_READ_AHEAD, signal);
+  try {
+    // Open the first object now: a missing or changed first object is still a clean error.
+    if (dataSegments.length > 0) await reader.peek();
+  } catch (err) {
+    reader.close();
+    throw err;
+  }
+  return generate(opts, start, end, crcs, reader);
+}
+
+async function* generate(
+  opts: ArchiveStreamOptions,
+  start: number,
+  end: number,
+  crcs: Map<number, number>,
+  reader: ReadAhead,
+): AsyncGenerator<Buffer, void, undefined> {
+  const { layout } = opts;
+  let batch: Buffer[] = [];
+  let batched = 0;
+  const take = (): Buffer => {
+    const out = batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch, batched);
+    batch = [];
+    batched = 0;
+    return out;
+  };
+  const slice = (buf: Buffer, from: number, segStart: number, segEnd: number): Buffer =>
+    segStart === from && segEnd - segStart === buf.length ? buf : buf.subarray(segStart - from, segEnd - from);
+  const crcOf = (index: number): number => {
+    const entry = layout.entries[index] as LayoutEntry;
+    if (entry.kind !== "file" || entry.size === 0) return 0;
+    const crc = crcs.get(index);
+    if (crc === undefined) throw new Error(`CRC of entry ${index} unknown`);
+    return crc;
+  };
+
+  try {
+    for (const seg of segments(layout, start, end)) {
+      let piece: Buffer;
+      switch (seg.kind) {
+        case "local": {
+          const e = layout.entries[seg.index] as LayoutEntry;
+          piece = slice(localHeader(e), e.offset, seg.start, seg.end);
+          break;
+        }
+        case "descriptor": {
+          const e = layout.entries[seg.index] as LayoutEntry;
+          const at = e.dataOffset + e.size;
+          piece = slice(dataDescriptor(e, crcOf(seg.index)), at, seg.start, seg.end);
+          break;
+        }
+        case "central": {
+          const e = layout.entries[seg.index] as LayoutEntry;
+          piece = slice(centralRecord(e, crcOf(seg.index)), e.centralOffset, seg.start, seg.end);
+          break;
+        }
+        case "end":
+          piece = slice(endRecords(layout), layout.endOffset, seg.start, seg.end);
+          break;
+        case "data": {
+          const e = layout.entries[seg.index] as LayoutEntry;
+          const whole = seg.start === e.dataOffset && seg.end === e.dataOffset + e.size;
+          const expected = seg.end - seg.start;
+          const body = await reader.next();
+          let crc = 0;
+          let got = 0;
+          for await (const chunk of body.stream as AsyncIterable<Buffer>) {
+            got += chunk.length;
+            if (got > expected) throw new ObjectChanged(body.key);
+            if (whole) crc = crc32(chunk, crc);
+            if (chunk.length >= BATCH) {
+              if (batched > 0) yield take();
+              yield chunk;
+            } else {
+              batch.push(chunk);
+              batched += chunk.length;
+              if (batched >= BATCH) yield take();
+            }
+          }
+          if (got !== expected) throw new ObjectChanged(body.key);
+          if (whole) {
+            crcs.set(seg.index, crc);
+            opts.onCrc?.(seg.index, crc);
+          }
+          continue;
+        }
+      }
+      batch.push(piece);
+      batched += piece.length;
+      if (batched >= BATCH) yield take();
+    }
+    if (batched > 0) yield take();
+  } finally {
+    reader.close();
+  }
+}
+
+interface OpenBody {
+  key: string;
+  stream: Readable;
+}
+
+/** Opens the objects of the data segments in order, up to `depth` ahead. */
+class ReadAhead {
+  readonly #pending: Array<Promise<OpenBody>> = [];
+  #nextToOpen = 0;
+  #current: Readable | undefined;
+  #closed = false;
+
+  constructor(
+    private readonly storage: Storage,
+    private readonly sources: readonly (EntrySource | null)[],
+    private readonly segs: ReadonlyArray<{ index: number; start: number; end: number }>,
+    private readonly layout: Layout,
+    private readonly depth: number,
+    private readonly signal: AbortSignal | undefined,
+  ) {}
+
+  #fill(): void {
+    while (!this.#closed && this.#pending.length < this.depth && this.#nextToOpen < this.segs.length) {
+      const seg = this.segs[this.#nextToOpen++] as { index: number; start: number; end: number };
+      const source = this.sources[seg.index];
+      const entry = this.layout.entries[seg.index] as LayoutEntry;
+      if (!source) throw new Error(`entry ${seg.index} has data but no source`);
+      const range =
+        seg.start === entry.dataOffset && seg.end === entry.dataOffset + entry.size
+          ? undefined
+          : { start: seg.start - entry.dataOffset, end: seg.end - entry.dataOffset };
+      const opened = this.storage
+        .read(source.key, { etag: source.etag, range, signal: this.signal })
+        .then((stream) => {
+          // A body opened after close() would never be consumed.
+          if (this.#closed) stream.destroy();
+          return { key: source.key, stream };
+        });
+      opened.catch(() => {}); // awaited later; avoid an unhandled rejection meanwhile
+      this.#pending.push(opened);
+    }
+  }
+
+  /** Waits for the next object to be open, without taking it. */
+  async peek(): Promise<void> {
+    this.#fill();
+    await this.#pending[0];
+  }
+
+  async next(): Promise<OpenBody> {
+    this.#fill();
+    const opened = this.#pending.shift();
+    if (!opened) throw new Error("no more objects to read");
+    this.#fill();
+    const body = await opened;
+    this.#current = body.stream;
+    return body;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#current?.destroy();
+    for (const p of this.#pending.splice(0)) p.then((b) => b.stream.destroy(), () => {});
+  }
+}

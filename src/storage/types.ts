@@ -1,0 +1,51 @@
+import type { Readable } from "node:stream";
+
+/**
+ * The storage seam. The core knows this interface and nothing else about
+ * where objects live. Keys are relative (`dir/file.txt`, no leading slash);
+ * adapters translate backend errors into ObjectNotFound, ObjectChanged,
+ * ObjectAccessDenied and StorageUnavailable.
+ */
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  mtimeMs: number;
+  /** Identity of this version of the object (an ETag, or size+mtime+inode). */
+  etag: string;
+  /** Full-object CRC32 kept by the store, when it keeps one. */
+  crc32?: number | undefined;
+}
+
+export type ListItem = ({ kind: "file" } & ObjectInfo) | { kind: "dir"; key: string; mtimeMs: number };
+
+export interface ReadOptions {
+  signal?: AbortSignal | undefined;
+  /** Byte range, inclusive start and exclusive end. */
+  range?: { start: number; end: number } | undefined;
+  /** Fail with ObjectChanged unless the object still has this identity. */
+  etag?: string | undefined;
+}
+
+export interface Storage {
+  /** Short description for logs, without secrets. */
+  readonly description: string;
+  /** Metadata of one object; ObjectNotFound when absent or not a plain object. */
+  stat(key: string, options?: { signal?: AbortSignal }): Promise<ObjectInfo>;
+  /**
+   * Everything below `prefix` (which ends with `/`), recursively, sorted by
+   * key in byte order. Directories are reported where the store has them
+   * (folders on disk, `…/` markers in S3), with keys ending in `/`.
+   * Resolves to [] when nothing is there.
+   */
+  list(prefix: string, options?: { signal?: AbortSignal }): AsyncIterable<ListItem>;
+  /** Streams an object (or a range of it). Resolves once the read has started. */
+  read(key: string, options?: ReadOptions): Promise<Readable>;
+  /** Small state objects (manifests, indexes): whole-body get. null when absent. */
+  get(key: string, options?: { signal?: AbortSignal }): Promise<Buffer | null>;
+  /** Small state objects: whole-body put, replacing any previous one. */
+  put(key: string, body: Buffer | string, options?: { signal?: AbortSignal }): Promise<void>;
+  /** Removes an object; no error when absent. */
+  delete(key: string): Promise<void>;
+  /** Releases sockets and handles. */
+  close(): Promise<void>;
+}
