@@ -56,6 +56,8 @@ export function numbered(name: string, n: number, isDir: boolean): string {
 
 interface DirNode {
   kind: "dir";
+  /** The spelling the directory was given first. */
+  name: string;
   /** The item that owns this directory; implicit directories (from `name` paths) are shared. */
   owner: number | "shared";
   children: Map<string, DirNode | FileNode>;
@@ -81,7 +83,7 @@ export interface Rename {
  * case-insensitively, and a file never shares a name with a directory.
  */
 export class NameAllocator {
-  readonly #root: DirNode = { kind: "dir", owner: "shared", children: new Map() };
+  readonly #root: DirNode = { kind: "dir", name: "", owner: "shared", children: new Map() };
   readonly renames: Rename[] = [];
 
   /**
@@ -90,13 +92,15 @@ export class NameAllocator {
    * a folder item passes its own index, so its tree is merged only with
    * itself and any other item's same-named directory is renamed; items named
    * with a path (`dir/file.txt`) pass `"shared"`, so their directories merge.
-   * Returns the full path given (directories end with `/`).
+   * Returns the full path given (directories end with `/`), and whether that
+   * directory was already there (merged, so no second entry is needed).
    */
-  place(segments: readonly string[], kind: "file" | "dir", item: number, dirOwner: number | "shared"): string {
+  place(segments: readonly string[], kind: "file" | "dir", item: number, dirOwner: number | "shared"): { path: string; existed: boolean } {
     if (segments.length === 0) throw new RangeError("empty entry name");
     let dir = this.#root;
     const given: string[] = [];
     let renamed = false;
+    let existed = false;
     for (let i = 0; i < segments.length; i++) {
       const wantKind = i === segments.length - 1 ? kind : "dir";
       const wanted = segments[i] as string;
@@ -108,17 +112,19 @@ export class NameAllocator {
         name = numbered(wanted, n, wantKind === "dir");
       }
       if (name !== wanted) renamed = true;
-      given.push(name);
       const key = collisionKey(name);
       let node = dir.children.get(key);
+      existed = node !== undefined;
       if (!node) {
-        node = wantKind === "dir" ? { kind: "dir", owner: dirOwner, children: new Map() } : { kind: "file" };
+        node = wantKind === "dir" ? { kind: "dir", name, owner: dirOwner, children: new Map() } : { kind: "file" };
         dir.children.set(key, node);
       }
+      // A merged directory keeps its first spelling, so one tree never splits by case.
+      given.push(node.kind === "dir" ? node.name : name);
       if (node.kind === "dir") dir = node;
     }
     const path = given.join("/") + (kind === "dir" ? "/" : "");
     if (renamed) this.renames.push({ item, wanted: segments.join("/") + (kind === "dir" ? "/" : ""), given: path, kind });
-    return path;
+    return { path, existed };
   }
 }

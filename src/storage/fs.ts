@@ -1,5 +1,6 @@
 import { constants, createReadStream } from "node:fs";
-import { lstat, mkdir, open, readdir, readFile, realpath, rename, rm, writeFile } from "node:fs/promises";
+import { randomUUID } from "node:crypto";
+import { link, lstat, mkdir, open, readdir, readFile, realpath, rename, rm, writeFile } from "node:fs/promises";
 import { join, resolve, sep } from "node:path";
 import { Readable } from "node:stream";
 import { GatewayError, ObjectAccessDenied, ObjectChanged, ObjectNotFound, StorageUnavailable } from "../errors.js";
@@ -57,6 +58,8 @@ export async function createFsStorage(options: FsStorageOptions): Promise<Storag
     async *list(prefix) {
       const base = pathOf(prefix);
       const items: ListItem[] = [];
+      const top = await lstat(base).catch(() => null);
+      if (!top?.isDirectory()) throw new ObjectNotFound(prefix);
       const walk = async (dir: string, keyPrefix: string): Promise<void> => {
         let dirents: import("node:fs").Dirent[];
         try {
@@ -124,13 +127,25 @@ export async function createFsStorage(options: FsStorageOptions): Promise<Storag
       }
     },
 
-    async put(key, body) {
+    async put(key, body, opts = {}) {
       const path = pathOf(key);
       await mkdir(join(path, ".."), { recursive: true });
-      // Write then rename, so a reader never sees half an object.
-      const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+      // Write then rename (or link, which refuses to replace), so a reader never sees half an object.
+      const tmp = `${path}.${process.pid}.${randomUUID()}.tmp`;
       await writeFile(tmp, body);
-      await rename(tmp, path);
+      if (!opts.ifAbsent) {
+        await rename(tmp, path);
+        return true;
+      }
+      try {
+        await link(tmp, path);
+        return true;
+      } catch (err) {
+        if (isCode(err, "EEXIST")) return false;
+        throw mapFsError(err, key);
+      } finally {
+        await rm(tmp, { force: true });
+      }
     },
 
     async delete(key) {

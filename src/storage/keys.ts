@@ -19,7 +19,7 @@ export function isReserved(key: string): boolean {
  * `.`/`..` and empty segments, control characters, the root folder and
  * anything in the reserved prefix.
  */
-export function keyFromPath(path: unknown, kind: "path" | "folder", field = kind): string {
+export function keyFromPath(path: unknown, kind: "path" | "folder", field: string = kind): string {
   if (typeof path !== "string" || path === "") throw invalid(field, `"${field}" must be a non-empty string`);
   if (!path.startsWith("/")) throw invalid(field, `"${field}" must start with "/"`);
   if (CONTROL.test(path)) throw invalid(field, `"${field}" contains control characters`);

@@ -35,15 +35,18 @@ export interface Storage {
    * Everything below `prefix` (which ends with `/`), recursively, sorted by
    * key in byte order. Directories are reported where the store has them
    * (folders on disk, `…/` markers in S3), with keys ending in `/`.
-   * Resolves to [] when nothing is there.
+   * Throws ObjectNotFound when the folder does not exist at all.
    */
   list(prefix: string, options?: { signal?: AbortSignal }): AsyncIterable<ListItem>;
   /** Streams an object (or a range of it). Resolves once the read has started. */
   read(key: string, options?: ReadOptions): Promise<Readable>;
   /** Small state objects (manifests, indexes): whole-body get. null when absent. */
   get(key: string, options?: { signal?: AbortSignal }): Promise<Buffer | null>;
-  /** Small state objects: whole-body put, replacing any previous one. */
-  put(key: string, body: Buffer | string, options?: { signal?: AbortSignal }): Promise<void>;
+  /**
+   * Small state objects: whole-body put, replacing any previous one, or with
+   * `ifAbsent` only when none exists. Resolves false when `ifAbsent` found one.
+   */
+  put(key: string, body: Buffer | string, options?: { signal?: AbortSignal; ifAbsent?: boolean }): Promise<boolean>;
   /** Removes an object; no error when absent. */
   delete(key: string): Promise<void>;
   /** Releases sockets and handles. */

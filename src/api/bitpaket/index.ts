@@ -1,0 +1,137 @@
+import { Hono } from "hono";
+import { checkScopes } from "../../auth.js";
+import { GatewayError } from "../../errors.js";
+import { serveDownload } from "../../http/download.js";
+import type { RequestedItem } from "../../manifest/schema.js";
+import { safeSegment } from "../../archive/names.js";
+import { keyFromPath } from "../../storage/keys.js";
+import { jsonObject, onlyFields, optionalString } from "../body.js";
+import type { ApiDeps, AppEnv } from "../deps.js";
+
+const OBJECT_FIELDS = ["path", "id", "folder", "name"] as const;
+
+/**
+ * The BitPaket ZipBall flavour:
+ * `POST /v2/zipball`, `GET|HEAD /<ball_id>.zip?zipball`, and object ids
+ * (`POST /v2/objects`, `GET /v2/objects/<id>`).
+ */
+export function bitpaketRoutes(deps: ApiDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+
+  app.post("/v2/zipball", async (c) => {
+    const caller = deps.keys.authenticate(c.req.header("authorization"));
+    const body = await jsonObject(c);
+    onlyFields(body, ["objects", "name", "expires_in", "compression"], "the request");
+    const { objects } = body;
+    if (!Array.isArray(objects) || objects.length === 0) {
+      throw new GatewayError(400, "invalid_objects", `"objects" must be a non-empty array`);
+    }
+    if (objects.length > deps.maxItems) {
+      throw new GatewayError(400, "too_many_files", `at most ${deps.maxItems} objects may be requested`, { details: { limit: deps.maxItems } });
+    }
+    const name = optionalString(body.name, "name", 255);
+    const expiresIn = body.expires_in;
+    if (expiresIn !== undefined && (!Number.isInteger(expiresIn) || (expiresIn as number) < 1)) {
+      throw new GatewayError(400, "invalid_field", `"expires_in" must be a positive whole number of seconds`, { details: { field: "expires_in" } });
+    }
+    const compression = body.compression ?? "store";
+    if (compression !== "store" && compression !== "deflate") {
+      throw new GatewayError(400, "invalid_field", `"compression" must be "store" or "deflate"`, { details: { field: "compression" } });
+    }
+
+    const items = await parseObjects(objects, deps);
+    checkScopes(caller, items.map((i) => i.key));
+    const { zipball } = await deps.service.create({
+      flavour: "bitpaket",
+      items,
+      filename: name === undefined ? undefined : safeSegment(name),
+      compression,
+      owner: caller.keyId,
+      expiresIn: expiresIn as number | undefined,
+    });
+    const id = zipball.manifest.id;
+    const path = `/${id}.zip?zipball`;
+    return c.json(
+      {
+        success: true,
+        data: {
+          ball_id: id,
+          urls: {
+            url: `${deps.publicUrl}${path}`,
+            domains: deps.domains.map((d) => ({ domain: d.replace(/^https?:\/\//, ""), url: `${d.startsWith("http") ? d : `https://${d}`}${path}` })),
+          },
+          expires_at: new Date(zipball.manifest.exp * 1000).toISOString(),
+        },
+      },
+      201,
+    );
+  });
+
+  app.post("/v2/objects", async (c) => {
+    const caller = deps.keys.authenticate(c.req.header("authorization"));
+    const body = await jsonObject(c);
+    onlyFields(body, ["path"], "the request");
+    const key = keyFromPath(body.path, "path");
+    checkScopes(caller, [key]);
+    await deps.service.storage.stat(key);
+    const { id, created } = await deps.ids.register(key);
+    return c.json({ success: true, data: { id, path: `/${key}` } }, created ? 201 : 200);
+  });
+
+  app.get("/v2/objects/:id", async (c) => {
+    const caller = deps.keys.authenticate(c.req.header("authorization"));
+    const id = c.req.param("id");
+    const key = await deps.ids.resolve(id);
+    if (key === undefined) throw new GatewayError(404, "not_found", "no object has this id");
+    checkScopes(caller, [key]);
+    return c.json({ success: true, data: { id, path: `/${key}` } });
+  });
+
+  app.on(["GET", "HEAD"], "/:file{[^/]+\\.zip}", async (c) => {
+    if (c.req.query("zipball") === undefined) throw new GatewayError(404, "not_found", "not found");
+    const id = c.req.param("file").slice(0, -".zip".length);
+    const download = await deps.service.open(id);
+    if (download.zipball.manifest.flavour !== "bitpaket") throw new GatewayError(404, "not_found", "zipball not found");
+    return serveDownload(deps.service, download, {
+      method: c.req.method,
+      headers: c.req.raw.headers,
+      signal: c.req.raw.signal,
+      logger: deps.logger,
+    });
+  });
+
+  return app;
+}
+
+/** Each object: exactly one of path, id, folder; ids resolved through the index. */
+async function parseObjects(objects: unknown[], deps: ApiDeps): Promise<RequestedItem[]> {
+  const unknownIds: string[] = [];
+  const items = await Promise.all(
+    objects.map(async (o, index): Promise<RequestedItem | undefined> => {
+      const where = `objects[${index}]`;
+      if (typeof o !== "object" || o === null || Array.isArray(o)) {
+        throw new GatewayError(400, "invalid_object", `${where} must be an object`, { details: { index } });
+      }
+      const obj = o as Record<string, unknown>;
+      onlyFields(obj, OBJECT_FIELDS, where);
+      const given = (["path", "id", "folder"] as const).filter((k) => obj[k] !== undefined);
+      if (given.length !== 1) {
+        throw new GatewayError(400, "invalid_object", `${where} must have exactly one of "path", "id" or "folder"`, { details: { index } });
+      }
+      const name = optionalString(obj.name, `${where}.name`);
+      if (obj.folder !== undefined) return { type: "folder", key: keyFromPath(obj.folder, "folder", `${where}.folder`), name };
+      if (obj.path !== undefined) return { type: "file", key: keyFromPath(obj.path, "path", `${where}.path`), name };
+      if (typeof obj.id !== "string") throw new GatewayError(400, "invalid_id", `${where}.id must be a string`, { details: { index } });
+      const key = await deps.ids.resolve(obj.id);
+      if (key === undefined) {
+        unknownIds.push(obj.id);
+        return undefined;
+      }
+      return { type: "file", key, name };
+    }),
+  );
+  if (unknownIds.length > 0) {
+    throw new GatewayError(404, "not_found", `${unknownIds.length} of the requested ids are unknown`, { details: { missing_ids: unknownIds } });
+  }
+  return items as RequestedItem[];
+}

@@ -1,0 +1,20 @@
+import type { ApiKeys } from "../auth.js";
+import type { Logger } from "../log.js";
+import type { IdIndex } from "../zipball/ids.js";
+import type { ZipballService } from "../zipball/service.js";
+
+/** What every API flavour is built from. */
+export interface ApiDeps {
+  service: ZipballService;
+  ids: IdIndex;
+  keys: ApiKeys;
+  logger: Logger;
+  /** Base of returned URLs, without a trailing slash. */
+  publicUrl: string;
+  domains: string[];
+  /** Cap on requested items per zipball (the file limit). */
+  maxItems: number;
+}
+
+/** Hono variables set by the app for every request. */
+export type AppEnv = { Variables: { requestId: string } };

@@ -1,0 +1,57 @@
+import { PassThrough, type Readable } from "node:stream";
+import ZipStream from "zip-stream";
+import type { Storage } from "../storage/types.js";
+import type { EntrySource } from "./stream.js";
+
+export interface DeflateEntry {
+  name: string;
+  kind: "file" | "dir";
+  mtimeMs: number;
+  source: EntrySource | null;
+}
+
+/**
+ * The opt-in `deflate` mode: compressed entries written by zip-stream. Its
+ * length is not known in advance, so it is served chunked, without Range.
+ * Objects are read one after another; an error destroys the output, so the
+ * client sees a failed transfer rather than a short archive.
+ */
+export function deflateArchive(entries: readonly DeflateEntry[], storage: Storage, signal: AbortSignal): Readable {
+  const zip = new ZipStream({ zlib: { level: 6 } });
+  const out = new PassThrough({ highWaterMark: 256 * 1024 });
+  zip.on("error", (err: Error) => out.destroy(err));
+  zip.pipe(out);
+  let current: Readable | undefined;
+  const onAbort = (): void => {
+    current?.destroy();
+    out.destroy(signal.reason instanceof Error ? signal.reason : new Error("aborted"));
+  };
+  signal.addEventListener("abort", onAbort, { once: true });
+
+  const add = (source: Readable | null, name: string, date: Date, dir: boolean): Promise<void> =>
+    new Promise((resolve, reject) => {
+      zip.entry(source, { name, date, type: dir ? "directory" : "file", store: false }, (err) => (err ? reject(err) : resolve()));
+    });
+
+  (async () => {
+    for (const entry of entries) {
+      const date = new Date(entry.mtimeMs);
+      if (entry.kind === "dir" || !entry.source) {
+        await add(null, entry.name, date, true);
+        continue;
+      }
+      const body = await storage.read(entry.source.key, { etag: entry.source.etag, signal });
+      current = body;
+      // zip-stream does not see errors of its source; forward them.
+      const failed = new Promise<never>((_, reject) => body.once("error", reject));
+      failed.catch(() => {});
+      await Promise.race([add(body, entry.name, date, false), failed]);
+      current = undefined;
+    }
+    zip.finalize();
+  })().catch((err: unknown) => {
+    current?.destroy();
+    out.destroy(err instanceof Error ? err : new Error(String(err)));
+  }).finally(() => signal.removeEventListener("abort", onAbort));
+  return out;
+}

@@ -1,0 +1,187 @@
+/**
+ * Configuration, read once from the environment by main.ts and passed down.
+ * Every bad value is collected and reported at once.
+ */
+
+export type StorageConfig =
+  | { kind: "fs"; root: string }
+  | { kind: "s3"; bucket: string; prefix: string; forcePathStyle: boolean };
+
+export interface ApiKey {
+  key: string;
+  /** Path prefixes (`/dir/`) the key may read; undefined = everything. */
+  scopes?: string[] | undefined;
+}
+
+export interface Config {
+  port: number;
+  host: string;
+  storage: StorageConfig;
+  /** Keys allowed to create zips; undefined = generate one and keep it in the store. */
+  apiKeys: ApiKey[] | undefined;
+  /** Secret for manifest signatures; undefined = generate one and keep it in the store. */
+  signingSecret: string | undefined;
+  /** Base of returned URLs, without a trailing slash. */
+  publicUrl: string;
+  /** Custom domains returned in `urls.domains`. */
+  domains: string[];
+  maxFiles: number;
+  maxBytes: number;
+  /** Lifetime of a zipball, in seconds. */
+  ttlSeconds: number;
+  /** Objects opened ahead of the one being streamed. */
+  readAhead: number;
+}
+
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join("\n  ")}`);
+    this.name = "ConfigError";
+    this.problems = problems;
+  }
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  "": 1,
+  b: 1,
+  k: 1e3,
+  kb: 1e3,
+  kib: 2 ** 10,
+  m: 1e6,
+  mb: 1e6,
+  mib: 2 ** 20,
+  g: 1e9,
+  gb: 1e9,
+  gib: 2 ** 30,
+  t: 1e12,
+  tb: 1e12,
+  tib: 2 ** 40,
+};
+const DURATION_UNITS: Record<string, number> = { "": 1, s: 1, m: 60, h: 3600, d: 86_400 };
+
+/** `25 GiB`, `500MB`, `1048576` → bytes; undefined when malformed. */
+export function parseSize(text: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
+  const unit = SIZE_UNITS[(m?.[2] ?? "").toLowerCase()];
+  if (!m || unit === undefined) return undefined;
+  const value = Math.floor(Number(m[1]) * unit);
+  return Number.isSafeInteger(value) ? value : undefined;
+}
+
+/** `24h`, `30m`, `7d`, `3600` (seconds) → seconds; undefined when malformed. */
+export function parseDuration(text: string): number | undefined {
+  const m = /^\s*(\d+)\s*([smhd]?)\s*$/i.exec(text);
+  const unit = DURATION_UNITS[(m?.[2] ?? "").toLowerCase()];
+  if (!m || unit === undefined) return undefined;
+  return Number(m[1]) * unit;
+}
+
+/**
+ * `key1,key2` or, to limit a key to path prefixes, `key1=/photos/|/docs/,key2`.
+ */
+export function parseApiKeys(text: string): ApiKey[] | string {
+  const keys: ApiKey[] = [];
+  for (const part of text.split(",").map((s) => s.trim()).filter(Boolean)) {
+    const [key = "", scopeText] = part.split("=", 2) as [string, string | undefined];
+    if (key.length < 16) return "each API key must be at least 16 characters";
+    if (!/^[\x21-\x7e]+$/.test(key)) return "API keys must be printable ASCII without spaces";
+    if (scopeText === undefined) {
+      keys.push({ key });
+      continue;
+    }
+    const scopes = scopeText.split("|").map((s) => s.trim()).filter(Boolean);
+    if (scopes.length === 0 || scopes.some((s) => !s.startsWith("/"))) return `scopes of a key must be paths starting with "/"`;
+    keys.push({ key, scopes: scopes.map((s) => (s.endsWith("/") ? s : `${s}/`)) });
+  }
+  return keys.length > 0 ? keys : "ZIPGATE_API_KEYS is set but holds no key";
+}
+
+function parseStorage(text: string, env: Record<string, string | undefined>, problems: string[]): StorageConfig {
+  if (text.startsWith("s3://")) {
+    const rest = text.slice("s3://".length);
+    const slash = rest.indexOf("/");
+    const bucket = slash < 0 ? rest : rest.slice(0, slash);
+    let prefix = slash < 0 ? "" : rest.slice(slash + 1).replace(/^\/+/, "");
+    if (prefix !== "" && !prefix.endsWith("/")) prefix += "/";
+    if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) problems.push(`ZIPGATE_STORAGE: "${bucket}" is not a valid bucket name`);
+    const force = env.ZIPGATE_S3_FORCE_PATH_STYLE ?? "false";
+    if (!/^(true|false|1|0)$/i.test(force)) problems.push("ZIPGATE_S3_FORCE_PATH_STYLE must be true or false");
+    return { kind: "s3", bucket, prefix, forcePathStyle: /^(true|1)$/i.test(force) };
+  }
+  if (text.startsWith("file:")) {
+    try {
+      return { kind: "fs", root: decodeURIComponent(new URL(text).pathname) };
+    } catch {
+      problems.push(`ZIPGATE_STORAGE: "${text}" is not a valid file: URL`);
+      return { kind: "fs", root: "./data" };
+    }
+  }
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) problems.push(`ZIPGATE_STORAGE: unsupported scheme in "${text}" (use a folder path, file: or s3://)`);
+  return { kind: "fs", root: text };
+}
+
+function int(env: Record<string, string | undefined>, name: string, fallback: number, min: number, max: number, problems: string[]): number {
+  const text = env[name];
+  if (text === undefined || text === "") return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    problems.push(`${name} must be an integer from ${min} to ${max} (got "${text}")`);
+    return fallback;
+  }
+  return value;
+}
+
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const problems: string[] = [];
+  const port = int(env, "PORT", 8080, 0, 65_535, problems);
+  const host = env.HOST || "127.0.0.1";
+  const storage = parseStorage(env.ZIPGATE_STORAGE || "./data", env, problems);
+
+  let apiKeys: ApiKey[] | undefined;
+  if (env.ZIPGATE_API_KEYS) {
+    const parsed = parseApiKeys(env.ZIPGATE_API_KEYS);
+    if (typeof parsed === "string") problems.push(`ZIPGATE_API_KEYS: ${parsed}`);
+    else apiKeys = parsed;
+  }
+
+  const signingSecret = env.ZIPGATE_SIGNING_SECRET || undefined;
+  if (signingSecret !== undefined && Buffer.byteLength(signingSecret) < 32) {
+    problems.push("ZIPGATE_SIGNING_SECRET must be at least 32 bytes");
+  }
+
+  const urlHost = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
+  let publicUrl = env.ZIPGATE_PUBLIC_URL || `http://${urlHost}:${port}`;
+  try {
+    const u = new URL(publicUrl);
+    if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error("scheme");
+    if (u.search || u.hash) throw new Error("query");
+    publicUrl = u.href.replace(/\/+$/, "");
+  } catch {
+    problems.push(`ZIPGATE_PUBLIC_URL must be an http(s) URL without query (got "${publicUrl}")`);
+  }
+
+  const domains = (env.ZIPGATE_DOMAINS ?? "").split(",").map((d) => d.trim()).filter(Boolean);
+  for (const d of domains) {
+    const bare = d.replace(/^https?:\/\//, "").replace(/\/+$/, "");
+    if (!/^[a-z0-9.-]+(:\d+)?$/i.test(bare)) problems.push(`ZIPGATE_DOMAINS: "${d}" is not a domain`);
+  }
+
+  const maxFiles = int(env, "ZIPGATE_MAX_FILES", 10_000, 1, 10_000_000, problems);
+  let maxBytes = 25 * 2 ** 30;
+  if (env.ZIPGATE_MAX_BYTES) {
+    const parsed = parseSize(env.ZIPGATE_MAX_BYTES);
+    if (parsed === undefined || parsed < 1) problems.push(`ZIPGATE_MAX_BYTES must be a size like "25 GiB" (got "${env.ZIPGATE_MAX_BYTES}")`);
+    else maxBytes = parsed;
+  }
+  let ttlSeconds = 86_400;
+  if (env.ZIPGATE_TTL) {
+    const parsed = parseDuration(env.ZIPGATE_TTL);
+    if (parsed === undefined || parsed < 1) problems.push(`ZIPGATE_TTL must be a duration like "24h" (got "${env.ZIPGATE_TTL}")`);
+    else ttlSeconds = parsed;
+  }
+  const readAhead = int(env, "ZIPGATE_READ_AHEAD", 8, 1, 256, problems);
+
+  if (problems.length > 0) throw new ConfigError(problems);
+  return { port, host, storage, apiKeys, signingSecret, publicUrl, domains, maxFiles, maxBytes, ttlSeconds, readAhead };
+}

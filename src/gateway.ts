@@ -1,0 +1,34 @@
+import { ApiKeys } from "./auth.js";
+import { createApp } from "./app.js";
+import type { Config } from "./config.js";
+import type { Logger } from "./log.js";
+import { ManifestSigner } from "./manifest/token.js";
+import { ZipballStore } from "./manifest/store.js";
+import { loadSecrets } from "./secrets.js";
+import type { Storage } from "./storage/types.js";
+import { IdIndex } from "./zipball/ids.js";
+import { ZipballService } from "./zipball/service.js";
+
+/** Wires a gateway from a configuration and a store; used by main.ts and the tests. */
+export async function createGateway(config: Config, storage: Storage, logger: Logger) {
+  const secrets = await loadSecrets(storage, config);
+  const zipballs = new ZipballStore({ storage, signer: new ManifestSigner(secrets.signingSecret) });
+  const service = new ZipballService({
+    storage,
+    zipballs,
+    maxFiles: config.maxFiles,
+    maxBytes: config.maxBytes,
+    ttlSeconds: config.ttlSeconds,
+    readAhead: config.readAhead,
+  });
+  const app = createApp({
+    service,
+    ids: new IdIndex(storage),
+    keys: new ApiKeys(secrets.apiKeys),
+    logger,
+    publicUrl: config.publicUrl,
+    domains: config.domains,
+    maxItems: config.maxFiles,
+  });
+  return { app, service, secrets };
+}

@@ -1,0 +1,38 @@
+/**
+ * JSON-lines logging. Callers pass fields, never raw URLs or headers: paths go
+ * through `redactPath`, so capability URLs and keys do not reach a log line.
+ */
+export interface Logger {
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export function createLogger(write: (line: string) => void = (l) => process.stdout.write(l)): Logger {
+  const emit = (level: string, msg: string, fields?: Record<string, unknown>): void => {
+    write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields })}\n`);
+  };
+  return {
+    info: (msg, fields) => emit("info", msg, fields),
+    warn: (msg, fields) => emit("warn", msg, fields),
+    error: (msg, fields) => emit("error", msg, fields),
+  };
+}
+
+export const silentLogger: Logger = { info() {}, warn() {}, error() {} };
+
+const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
+
+/** The path without its query, with ids (which are capabilities) shortened. */
+export function redactPath(path: string): string {
+  const bare = path.split("?", 1)[0] ?? "";
+  return bare.replace(UUID, (id) => `${id.slice(0, 8)}…`);
+}
+
+/** An error's description for the log: message and cause chain, no secrets by construction. */
+export function describeError(err: unknown): Record<string, unknown> {
+  if (!(err instanceof Error)) return { error: String(err) };
+  const out: Record<string, unknown> = { error: err.message, name: err.name };
+  if (err.cause !== undefined) out.cause = describeError(err.cause);
+  return out;
+}

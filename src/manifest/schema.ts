@@ -1,0 +1,44 @@
+/** What a client asked for, normalised: store keys, not request paths. */
+export type RequestedItem =
+  | { type: "file"; key: string; name?: string | undefined }
+  | { type: "folder"; key: string; name?: string | undefined };
+
+/** The signed manifest: what was asked for, with options, owner and expiry. */
+export interface Manifest {
+  /** The zipball id (UUIDv4), also the token's `jti`. */
+  id: string;
+  /** Which API flavour made it. */
+  flavour: "bitpaket" | "box";
+  items: RequestedItem[];
+  /** Download file name, with `.zip`. */
+  filename: string;
+  compression: "store" | "deflate";
+  /** Key id of the API key that made it (a hash, never the key). */
+  owner: string;
+  /** Creation time and expiry, seconds since the epoch. */
+  iat: number;
+  exp: number;
+  /** SHA-256 (hex) of the pinned entry list stored with it. */
+  entries: string;
+  /** Flavour-specific options (small). */
+  options?: Record<string, unknown> | undefined;
+}
+
+/**
+ * One entry of the archive as resolved at creation and pinned with the
+ * manifest: the archive never changes shape after that.
+ */
+export interface PinnedEntry {
+  /** Entry name in the archive; directories end with `/`. */
+  name: string;
+  kind: "file" | "dir";
+  size: number;
+  mtimeMs: number;
+  /** Requested item the entry comes from. */
+  item: number;
+  /** Store key and identity, for files. */
+  key?: string | undefined;
+  etag?: string | undefined;
+  /** Full-object CRC32 where the store keeps one. */
+  crc32?: number | undefined;
+}

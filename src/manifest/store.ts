@@ -1,0 +1,102 @@
+import { createHash } from "node:crypto";
+import { LRUCache } from "lru-cache";
+import { GatewayError } from "../errors.js";
+import { RESERVED_PREFIX } from "../storage/keys.js";
+import type { Storage } from "../storage/types.js";
+import type { Manifest, PinnedEntry } from "./schema.js";
+import type { ManifestSigner } from "./token.js";
+
+/** A verified zipball: its manifest and its pinned entries. */
+export interface Zipball {
+  manifest: Manifest;
+  entries: PinnedEntry[];
+}
+
+const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+export function isZipballId(id: string): boolean {
+  return UUID_V4.test(id);
+}
+
+export function entriesDigest(json: string): string {
+  return createHash("sha256").update(json).digest("hex");
+}
+
+/** Where a zipball's state lives in the store. */
+export function zipballKey(id: string, part = "manifest"): string {
+  return `${RESERVED_PREFIX}zipballs/${id}/${part}`;
+}
+
+export interface ZipballStoreOptions {
+  storage: Storage;
+  signer: ManifestSigner;
+  /** Verified zipballs kept in memory, counted in entries. @default 2_000_000 */
+  cacheEntries?: number;
+}
+
+/**
+ * Zipball state in the store: one object per zipball holding the signed
+ * manifest token and, after a newline, the pinned entry list whose digest the
+ * manifest signs. Any replica verifies it the same way.
+ */
+export class ZipballStore {
+  readonly #storage: Storage;
+  readonly #signer: ManifestSigner;
+  readonly #cache: LRUCache<string, Zipball>;
+
+  constructor(options: ZipballStoreOptions) {
+    this.#storage = options.storage;
+    this.#signer = options.signer;
+    this.#cache = new LRUCache<string, Zipball>({
+      maxSize: options.cacheEntries ?? 2_000_000,
+      sizeCalculation: (z) => z.entries.length + 1,
+    });
+  }
+
+  /** Signs and stores a new zipball. The manifest's `entries` digest is filled in here. */
+  async save(manifest: Omit<Manifest, "entries">, entries: PinnedEntry[]): Promise<Zipball> {
+    const json = JSON.stringify(entries);
+    const full: Manifest = { ...manifest, entries: entriesDigest(json) };
+    const token = await this.#signer.sign(full);
+    await this.#storage.put(zipballKey(full.id), `${token}\n${json}`);
+    const zipball = { manifest: full, entries };
+    this.#cache.set(full.id, zipball);
+    return zipball;
+  }
+
+  /** Loads and verifies a zipball: 404 when unknown or altered, 410 when expired. */
+  async load(id: string, now = Date.now()): Promise<Zipball> {
+    if (!isZipballId(id)) throw notFound();
+    const cached = this.#cache.get(id);
+    if (cached) {
+      if (cached.manifest.exp * 1000 <= now) throw expired();
+      return cached;
+    }
+    const body = await this.#storage.get(zipballKey(id));
+    if (!body) throw notFound();
+    const text = body.toString("utf8");
+    const newline = text.indexOf("\n");
+    if (newline < 0) throw tampered(id);
+    const token = text.slice(0, newline);
+    const json = text.slice(newline + 1);
+    const manifest = await this.#signer.verify(token, now);
+    if (manifest === "expired") throw expired();
+    if (manifest === "invalid" || manifest.id !== id || manifest.entries !== entriesDigest(json)) throw tampered(id);
+    const zipball = { manifest, entries: JSON.parse(json) as PinnedEntry[] };
+    this.#cache.set(id, zipball);
+    return zipball;
+  }
+}
+
+function notFound(): GatewayError {
+  return new GatewayError(404, "not_found", "zipball not found");
+}
+
+function expired(): GatewayError {
+  return new GatewayError(410, "expired", "this zipball has expired");
+}
+
+function tampered(id: string): GatewayError {
+  // Same answer as an unknown id; the cause goes to the log only.
+  return new GatewayError(404, "not_found", "zipball not found", { cause: new Error(`manifest of ${id.slice(0, 8)}… failed verification`) });
+}

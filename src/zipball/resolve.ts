@@ -1,0 +1,125 @@
+import { NameAllocator, type Rename, safeSegments } from "../archive/names.js";
+import { GatewayError, ObjectNotFound } from "../errors.js";
+import type { PinnedEntry, RequestedItem } from "../manifest/schema.js";
+import type { Storage } from "../storage/types.js";
+import { mapLimit } from "../util/concurrency.js";
+
+export interface ResolveOptions {
+  storage: Storage;
+  maxFiles: number;
+  maxBytes: number;
+  signal?: AbortSignal | undefined;
+  /** Stats and listings in flight at once. @default 16 */
+  concurrency?: number;
+}
+
+/** What one requested item became. */
+export interface ResolvedItem {
+  type: RequestedItem["type"];
+  /** The name it wanted (its own `name`, or the object's base name). */
+  wanted: string;
+  /** The name it got in the archive (different after a rename). */
+  given: string;
+}
+
+export interface Resolution {
+  entries: PinnedEntry[];
+  items: ResolvedItem[];
+  renames: Rename[];
+  files: number;
+  bytes: number;
+}
+
+type Found =
+  | { type: "file"; info: Awaited<ReturnType<Storage["stat"]>> }
+  | { type: "folder"; listing: Array<import("../storage/types.js").ListItem> }
+  | { type: "missing"; key: string };
+
+function baseName(key: string): string {
+  const trimmed = key.endsWith("/") ? key.slice(0, -1) : key;
+  return trimmed.slice(trimmed.lastIndexOf("/") + 1);
+}
+
+/**
+ * Resolves requested items against the store: stats files, lists folders,
+ * enforces the limits, and names every entry with the one deterministic
+ * allocation the archive uses. Missing objects are all reported at once.
+ */
+export async function resolveItems(items: readonly RequestedItem[], options: ResolveOptions): Promise<Resolution> {
+  const { storage, signal } = options;
+  let files = 0;
+  let bytes = 0;
+  const count = (size: number): void => {
+    files += 1;
+    bytes += size;
+    if (files > options.maxFiles) {
+      throw new GatewayError(400, "too_many_files", `the archive would hold more than ${options.maxFiles} files`, {
+        details: { limit: options.maxFiles },
+      });
+    }
+    if (bytes > options.maxBytes) {
+      throw new GatewayError(400, "too_many_bytes", `the archive would hold more than ${options.maxBytes} bytes`, {
+        details: { limit: options.maxBytes },
+      });
+    }
+  };
+
+  const found = await mapLimit(items, options.concurrency ?? 16, async (item): Promise<Found> => {
+    try {
+      if (item.type === "file") {
+        const info = await storage.stat(item.key, { signal: signal as AbortSignal });
+        count(info.size);
+        return { type: "file", info };
+      }
+      const listing = [];
+      for await (const entry of storage.list(item.key, { signal: signal as AbortSignal })) {
+        if (entry.kind === "file") count(entry.size);
+        listing.push(entry);
+      }
+      return { type: "folder", listing };
+    } catch (err) {
+      if (err instanceof ObjectNotFound) return { type: "missing", key: item.key };
+      throw err;
+    }
+  });
+
+  const missing = found.filter((f): f is Extract<Found, { type: "missing" }> => f.type === "missing").map((f) => `/${f.key}`);
+  if (missing.length > 0) {
+    throw new GatewayError(404, "not_found", `${missing.length} of the requested objects ${missing.length === 1 ? "does" : "do"} not exist`, {
+      details: { missing },
+    });
+  }
+
+  const names = new NameAllocator();
+  const entries: PinnedEntry[] = [];
+  const resolved: ResolvedItem[] = [];
+  found.forEach((f, index) => {
+    const item = items[index] as RequestedItem;
+    const wantedSegments = safeSegments(item.name ?? baseName(item.key));
+    if (wantedSegments.length === 0) wantedSegments.push("_");
+    const wanted = wantedSegments.join("/");
+    if (f.type === "file") {
+      const { path } = names.place(wantedSegments, "file", index, "shared");
+      entries.push({ name: path, kind: "file", size: f.info.size, mtimeMs: f.info.mtimeMs, item: index, key: f.info.key, etag: f.info.etag, crc32: f.info.crc32 });
+      resolved.push({ type: "file", wanted, given: path });
+      return;
+    }
+    if (f.type !== "folder") return;
+    const top = names.place(wantedSegments, "dir", index, index);
+    const topSegments = top.path.slice(0, -1).split("/");
+    const folderMtime = f.listing.reduce((m, e) => Math.max(m, e.mtimeMs), 0);
+    entries.push({ name: top.path, kind: "dir", size: 0, mtimeMs: folderMtime, item: index });
+    resolved.push({ type: "folder", wanted: `${wanted}/`, given: top.path });
+    for (const e of f.listing) {
+      const rel = safeSegments(e.key.slice(item.key.length));
+      if (rel.length === 0) continue;
+      const placed = names.place([...topSegments, ...rel], e.kind, index, index);
+      if (e.kind === "dir") {
+        if (!placed.existed) entries.push({ name: placed.path, kind: "dir", size: 0, mtimeMs: e.mtimeMs, item: index });
+      } else {
+        entries.push({ name: placed.path, kind: "file", size: e.size, mtimeMs: e.mtimeMs, item: index, key: e.key, etag: e.etag, crc32: e.crc32 });
+      }
+    }
+  });
+  return { entries, items: resolved, renames: names.renames, files, bytes };
+}

@@ -1,0 +1,168 @@
+import { createHash, randomUUID } from "node:crypto";
+import { crc32 } from "node:zlib";
+import { LRUCache } from "lru-cache";
+import { computeLayout, type Layout } from "../archive/layout.js";
+import { type EntrySource, openArchiveRange } from "../archive/stream.js";
+import { GatewayError } from "../errors.js";
+import type { Manifest, PinnedEntry, RequestedItem } from "../manifest/schema.js";
+import type { Zipball, ZipballStore } from "../manifest/store.js";
+import type { Storage } from "../storage/types.js";
+import { mapLimit } from "../util/concurrency.js";
+import { type Resolution, resolveItems } from "./resolve.js";
+
+export interface ZipballServiceOptions {
+  storage: Storage;
+  zipballs: ZipballStore;
+  maxFiles: number;
+  maxBytes: number;
+  /** Longest lifetime, in seconds; also the default. */
+  ttlSeconds: number;
+  /** Objects opened ahead of the one being streamed. */
+  readAhead: number;
+  /** Objects read at once to compute CRCs nobody recorded. @default 4 */
+  crcConcurrency?: number;
+}
+
+export interface CreateInput {
+  flavour: Manifest["flavour"];
+  items: RequestedItem[];
+  /** Download file name; `.zip` is added when missing. */
+  filename?: string | undefined;
+  compression?: Manifest["compression"];
+  owner: string;
+  /** Requested lifetime in seconds, capped by the configured one. */
+  expiresIn?: number | undefined;
+  options?: Record<string, unknown> | undefined;
+}
+
+/** Everything needed to answer a download before its first byte. */
+export interface Download {
+  zipball: Zipball;
+  layout: Layout;
+  sources: (EntrySource | null)[];
+  /** Strong validator of the archive's bytes. */
+  etag: string;
+  lastModified: Date;
+  expiresAt: Date;
+  filename: string;
+}
+
+/** The zipball engine every API flavour shares: create, open, stream. */
+export class ZipballService {
+  readonly #opts: ZipballServiceOptions;
+  readonly #layouts: LRUCache<string, Download>;
+
+  constructor(options: ZipballServiceOptions) {
+    this.#opts = options;
+    this.#layouts = new LRUCache<string, Download>({
+      maxSize: 2_000_000,
+      sizeCalculation: (d) => d.layout.entries.length + 1,
+    });
+  }
+
+  get storage(): Storage {
+    return this.#opts.storage;
+  }
+
+  /** Resolves the items (limits, missing objects, names), then signs and stores the manifest. */
+  async create(input: CreateInput, now = Date.now()): Promise<{ zipball: Zipball; resolution: Resolution }> {
+    const resolution = await resolveItems(input.items, {
+      storage: this.#opts.storage,
+      maxFiles: this.#opts.maxFiles,
+      maxBytes: this.#opts.maxBytes,
+    });
+    const id = randomUUID();
+    const iat = Math.floor(now / 1000);
+    const ttl = Math.min(input.expiresIn ?? this.#opts.ttlSeconds, this.#opts.ttlSeconds);
+    const zipball = await this.#opts.zipballs.save(
+      {
+        id,
+        flavour: input.flavour,
+        items: input.items,
+        filename: withZip(input.filename ?? id),
+        compression: input.compression ?? "store",
+        owner: input.owner,
+        iat,
+        exp: iat + ttl,
+        options: input.options,
+      },
+      resolution.entries,
+    );
+    return { zipball, resolution };
+  }
+
+  /** Loads a zipball and its layout (cached): 404/410 as the store says. */
+  async open(id: string, now = Date.now()): Promise<Download> {
+    const zipball = await this.#opts.zipballs.load(id, now);
+    const cached = this.#layouts.get(id);
+    if (cached && cached.zipball === zipball) return cached;
+    const { manifest, entries } = zipball;
+    const layout = computeLayout(entries);
+    const sources = entries.map((e): EntrySource | null => (e.kind === "file" && e.key !== undefined ? { key: e.key, etag: e.etag ?? "" } : null));
+    const etag = `"${createHash("sha256").update(`${manifest.id}\n${manifest.entries}`).digest("base64url").slice(0, 32)}"`;
+    const download: Download = {
+      zipball,
+      layout,
+      sources,
+      etag,
+      lastModified: new Date(manifest.iat * 1000),
+      expiresAt: new Date(manifest.exp * 1000),
+      filename: manifest.filename,
+    };
+    this.#layouts.set(id, download);
+    return download;
+  }
+
+  /**
+   * The bytes of [start, end) of a download. Resolves when the first byte
+   * can be sent; failures before that are ordinary errors.
+   */
+  stream(
+    download: Download,
+    range: { start: number; end: number },
+    signal: AbortSignal,
+    onCrc?: (index: number, crc: number) => void,
+  ): Promise<AsyncGenerator<Buffer>> {
+    const { entries } = download.zipball;
+    const known = new Map<number, number>();
+    entries.forEach((e, i) => {
+      if (e.crc32 !== undefined) known.set(i, e.crc32);
+    });
+    return openArchiveRange({
+      layout: download.layout,
+      sources: download.sources,
+      storage: this.#opts.storage,
+      start: range.start,
+      end: range.end,
+      knownCrcs: known,
+      lookupCrc: (indexes) => this.#computeCrcs(download, indexes, signal),
+      readAhead: this.#opts.readAhead,
+      onCrc,
+      signal,
+    });
+  }
+
+  /** Last resort for CRCs of skipped entries: read the objects. */
+  async #computeCrcs(download: Download, indexes: number[], signal: AbortSignal): Promise<Map<number, number>> {
+    const out = new Map<number, number>();
+    await mapLimit(indexes, this.#opts.crcConcurrency ?? 4, async (i) => {
+      const source = download.sources[i];
+      const entry = download.zipball.entries[i] as PinnedEntry;
+      if (!source) return;
+      const body = await this.#opts.storage.read(source.key, { etag: source.etag, signal });
+      let crc = 0;
+      let size = 0;
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        crc = crc32(chunk, crc);
+        size += chunk.length;
+      }
+      if (size !== entry.size) throw new GatewayError(409, "object_changed", `object changed since the zipball was created: /${source.key}`);
+      out.set(i, crc);
+    });
+    return out;
+  }
+}
+
+function withZip(name: string): string {
+  return name.toLowerCase().endsWith(".zip") ? name : `${name}.zip`;
+}
