@@ -1,7 +1,7 @@
-import { serve } from "@hono/node-server";
 import { ConfigError, loadConfig } from "./config.js";
 import { createGateway } from "./gateway.js";
 import { createLogger, describeError } from "./log.js";
+import { createHttpServer } from "./server.js";
 import { createStorage } from "./storage/index.js";
 
 const logger = createLogger();
@@ -19,9 +19,10 @@ async function main(): Promise<void> {
   }
   const storage = await createStorage(config.storage);
   const { app, secrets } = await createGateway(config, storage, logger);
-  const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) => {
+  const server = createHttpServer(app);
+  server.listen(config.port, config.host, () => {
     const base = config.publicUrl;
-    const lines = [`zipgate listening on ${info.address}:${info.port}, serving ${storage.description}`];
+    const lines = [`zipgate listening on ${config.host}:${config.port}, serving ${storage.description}`];
     if (secrets.storedApiKey) {
       lines.push(`API key (generated, kept in the store): ${secrets.storedApiKey}`);
       lines.push("try:");

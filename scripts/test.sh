@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh Debian/Ubuntu machine: installs what the
+# tests use (unzippers, and the real servers and clients later suites need),
+# installs npm packages with `npm ci`, then type-checks and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests drive: Info-ZIP unzip, 7-Zip, bsdtar, Python,
+# curl and wget.
+need_pkgs=()
+command -v unzip >/dev/null || need_pkgs+=(unzip)
+command -v 7zz >/dev/null || command -v 7z >/dev/null || need_pkgs+=(7zip)
+command -v bsdtar >/dev/null || need_pkgs+=(libarchive-tools)
+command -v python3 >/dev/null || need_pkgs+=(python3)
+command -v curl >/dev/null || need_pkgs+=(curl)
+command -v wget >/dev/null || need_pkgs+=(wget)
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+  echo "test.sh: installing ${need_pkgs[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+npm ci --no-audit --no-fund --loglevel=error
+npm run --silent typecheck
+npx vitest run "$@"

@@ -1,0 +1,162 @@
+import ZipStream from "zip-stream";
+import { Readable } from "node:stream";
+import { describe, expect, it } from "vitest";
+import { centralRecord, computeLayout, crcsNeeded, dataDescriptor, endRecords, type LayoutInput, localHeader, segments } from "../../src/archive/layout.js";
+
+const T = Date.UTC(2024, 0, 2, 3, 4, 6);
+const file = (name: string, size: number, mtimeMs = T): LayoutInput => ({ name, kind: "file", size, mtimeMs });
+const dir = (name: string, mtimeMs = T): LayoutInput => ({ name, kind: "dir", size: 0, mtimeMs });
+
+/** zip-stream's archive of the same entries (store mode, from streams): the reference. */
+async function zipStreamArchive(entries: Array<{ name: string; data: Buffer }>): Promise<Buffer> {
+  const zip = new ZipStream({ store: true });
+  const chunks: Buffer[] = [];
+  zip.on("data", (c: Buffer) => chunks.push(c));
+  const done = new Promise((resolve, reject) => {
+    zip.on("end", resolve);
+    zip.on("error", reject);
+  });
+  for (const e of entries) {
+    await new Promise<void>((resolve, reject) =>
+      zip.entry(Readable.from([e.data]), { name: e.name, date: new Date(T), store: true }, (err) => (err ? reject(err) : resolve())),
+    );
+  }
+  zip.finalize();
+  await done;
+  return Buffer.concat(chunks);
+}
+
+/** Parses local headers and central records of an archive: name, sizes, crc, offset, method, flags. */
+function centralDirectory(zip: Buffer) {
+  const eocd = zip.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
+  const count = zip.readUInt16LE(eocd + 10);
+  let at = zip.readUInt32LE(eocd + 16);
+  const out = [];
+  for (let i = 0; i < count; i++) {
+    const n = zip.readUInt16LE(at + 28);
+    const m = zip.readUInt16LE(at + 30);
+    const k = zip.readUInt16LE(at + 32);
+    out.push({
+      name: zip.subarray(at + 46, at + 46 + n).toString(),
+      method: zip.readUInt16LE(at + 10),
+      crc: zip.readUInt32LE(at + 16),
+      size: zip.readUInt32LE(at + 24),
+      offset: zip.readUInt32LE(at + 42),
+      utf8: (zip.readUInt16LE(at + 8) & 0x800) !== 0,
+    });
+    at += 46 + n + m + k;
+  }
+  return out;
+}
+
+describe("layout", () => {
+  it("predicts the exact length of the empty archive", () => {
+    const layout = computeLayout([]);
+    expect(layout.total).toBe(22);
+    expect(endRecords(layout).length).toBe(22);
+  });
+
+  it("uses the data-descriptor form for files and none for directories", () => {
+    const layout = computeLayout([dir("d/"), file("d/a.txt", 5)]);
+    const [d, a] = layout.entries;
+    expect(d?.descriptorLength).toBe(0);
+    expect(a?.descriptorLength).toBe(16);
+    expect(localHeader(a!).readUInt16LE(6) & 0x8).toBe(0x8);
+    expect(localHeader(d!).readUInt16LE(6) & 0x8).toBe(0);
+  });
+
+  it("sets the UTF-8 flag only for non-ASCII names", () => {
+    const layout = computeLayout([file("plain.txt", 1), file("ümlaut.txt", 1)]);
+    expect(layout.entries[0]?.utf8).toBe(false);
+    expect(layout.entries[1]?.utf8).toBe(true);
+  });
+
+  it("agrees with zip-stream on entries, names, CRCs and data for archives without zip64", async () => {
+    const { crc32 } = await import("node:zlib");
+    const data = [
+      { name: "a.txt", data: Buffer.from("hello") },
+      { name: "empty", data: Buffer.alloc(0) },
+      { name: "dir/ü €.bin", data: Buffer.alloc(70_000, 7) },
+    ];
+    const reference = await zipStreamArchive(data);
+    const layout = computeLayout(data.map((d) => file(d.name, d.data.length)));
+    const ours = Buffer.concat(
+      [...segments(layout)].map((s) => {
+        if (s.kind === "end") return endRecords(layout);
+        const e = layout.entries[s.index]!;
+        const d = data[s.index]!.data;
+        const crc = crc32(d);
+        if (s.kind === "local") return localHeader(e);
+        if (s.kind === "data") return d;
+        if (s.kind === "descriptor") return dataDescriptor(e, crc);
+        return centralRecord(e, crc);
+      }),
+    );
+    // zip-stream writes no timestamp extra: its length is ours less 9 bytes per header.
+    expect(ours.length).toBe(reference.length + 2 * 9 * data.length);
+    const refCd = centralDirectory(reference);
+    const ourCd = centralDirectory(ours);
+    expect(ourCd.map(({ offset: _o, ...r }) => r)).toEqual(refCd.map(({ offset: _o, ...r }) => r));
+    for (let i = 0; i < data.length; i++) {
+      const e = layout.entries[i]!;
+      expect(ours.subarray(e.dataOffset, e.dataOffset + e.size)).toEqual(data[i]!.data);
+    }
+  });
+
+  it("switches the end records to zip64 at 65,535 entries and not before", () => {
+    const few = computeLayout(Array.from({ length: 65_534 }, (_, i) => file(`f${i}`, 0)));
+    const many = computeLayout(Array.from({ length: 65_535 }, (_, i) => file(`f${i}`, 0)));
+    expect(few.zip64End).toBe(false);
+    expect(many.zip64End).toBe(true);
+    expect(many.endLength).toBe(22 + 76);
+    expect(endRecords(many).readUInt32LE(0)).toBe(0x06064b50);
+  });
+
+  it("makes an entry of 4 GiB or more zip64 with a 24-byte descriptor and zip64 extras", () => {
+    const big = 2 ** 32 + 10;
+    const layout = computeLayout([file("small", 3), file("big", big), file("after", 4)]);
+    const [small, e, after] = layout.entries;
+    expect(small?.zip64).toBe(false);
+    expect(e?.zip64).toBe(true);
+    expect(e?.descriptorLength).toBe(24);
+    expect(e?.localLength).toBe(30 + 3 + 20 + 9);
+    expect(e?.centralLength).toBe(46 + 3 + 28 + 9);
+    // The small entry after the big one starts beyond 4 GiB: zip64 for its offset, consistently.
+    expect(after?.offset).toBeGreaterThan(2 ** 32);
+    expect(after?.zip64).toBe(true);
+    expect(after?.descriptorLength).toBe(24);
+    const cd = centralRecord(after!, 0);
+    expect(cd.readUInt32LE(42)).toBe(0xffffffff);
+    expect(Number(cd.readBigUInt64LE(46 + 5 + 20))).toBe(after?.offset);
+    expect(layout.zip64End).toBe(true);
+  });
+
+  it("computes the formula total for many entries below 4 GiB", () => {
+    const inputs = Array.from({ length: 1000 }, (_, i) => file(`dir/file-${i}.dat`, i * 7));
+    const layout = computeLayout(inputs);
+    let expected = 22;
+    for (const e of inputs) expected += e.size + 2 * (30 + Buffer.byteLength(e.name) + 9) + 16 + 16;
+    expect(layout.total).toBe(expected);
+  });
+
+  it("covers any range with contiguous segments", () => {
+    const layout = computeLayout([file("a", 10), dir("d/"), file("d/b", 0), file("c", 100)]);
+    for (const [s, e] of [[0, layout.total], [5, 50], [layout.centralStart - 3, layout.centralStart + 10], [layout.total - 1, layout.total]] as const) {
+      let at = s;
+      for (const seg of segments(layout, s, e)) {
+        expect(seg.start).toBe(at);
+        at = seg.end;
+      }
+      expect(at).toBe(e);
+    }
+  });
+
+  it("needs the CRC only of entries whose data is skipped but whose records are served", () => {
+    const layout = computeLayout([file("a", 10), file("b", 10), file("c", 0)]);
+    const b = layout.entries[1]!;
+    expect(crcsNeeded(layout, 0, layout.total)).toEqual([]);
+    expect(crcsNeeded(layout, b.dataOffset + 5, layout.total)).toEqual([0, 1]);
+    expect(crcsNeeded(layout, layout.centralStart, layout.total)).toEqual([0, 1]);
+    expect(crcsNeeded(layout, 0, b.offset)).toEqual([]);
+  });
+});
