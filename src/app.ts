@@ -1,4 +1,6 @@
 import { randomUUID } from "node:crypto";
+import type { HttpBindings } from "@hono/node-server";
+import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { Hono } from "hono";
 import { bitpaketRoutes } from "./api/bitpaket/index.js";
 import type { ApiDeps, AppEnv } from "./api/deps.js";
@@ -16,14 +18,16 @@ export function createApp(deps: ApiDeps): Hono<AppEnv> {
     const given = c.req.header("x-request-id");
     const id = given && REQUEST_ID.test(given) ? given : randomUUID();
     c.set("requestId", id);
+    c.header("X-Request-Id", id);
     const started = performance.now();
     await next();
-    c.header("X-Request-Id", id);
+    // A streamed download has written its head to the Node response itself.
+    const sent = c.res === RESPONSE_ALREADY_SENT ? (c.env as HttpBindings).outgoing.statusCode : c.res.status;
     deps.logger.info("request", {
       request_id: id,
       method: c.req.method,
       path: redactPath(c.req.path),
-      status: c.res.status,
+      status: sent,
       ms: Math.round(performance.now() - started),
     });
   });

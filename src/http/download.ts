@@ -1,4 +1,9 @@
+import type { ServerResponse } from "node:http";
 import type { Readable } from "node:stream";
+import type { HttpBindings } from "@hono/node-server";
+import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
+import type { Context } from "hono";
+import type { AppEnv } from "../api/deps.js";
 import { deflateArchive } from "../archive/deflate.js";
 import { describeError, type Logger } from "../log.js";
 import type { Download, ZipballService } from "../zipball/service.js";
@@ -19,6 +24,9 @@ export interface ServeOptions {
   headers: Headers;
   /** Aborted when the client goes away. */
   signal: AbortSignal;
+  /** The Node response the body is written to. */
+  outgoing: ServerResponse;
+  requestId: string;
   logger: Logger;
   hooks?: DownloadHooks | undefined;
   now?: number;
@@ -27,8 +35,8 @@ export interface ServeOptions {
 /**
  * Answers GET or HEAD for an archive: validators, conditional requests, a
  * single byte range, and the body. Everything that can fail before the first
- * byte throws (and becomes the flavour's JSON error); a failure after it errors
- * the body stream, which makes the server abort the connection.
+ * byte throws (and becomes the flavour's JSON error); a failure after it
+ * destroys the response, aborting the connection.
  */
 export async function serveDownload(service: ZipballService, download: Download, opts: ServeOptions): Promise<Response> {
   const now = opts.now ?? Date.now();
@@ -40,6 +48,7 @@ export async function serveDownload(service: ZipballService, download: Download,
     "Cache-Control": `public, max-age=${maxAge}, immutable`,
     Expires: download.expiresAt.toUTCString(),
     "X-Content-Type-Options": "nosniff",
+    "X-Request-Id": opts.requestId,
   });
   if (deflate) {
     // Compressed output is not deterministic in length: no validators, no ranges.
@@ -81,57 +90,66 @@ export async function serveDownload(service: ZipballService, download: Download,
     throw err;
   });
   opts.hooks?.onStart?.();
-  return new Response(pullStream(iter, end - start, controller, opts, unlink), { status, headers });
+  return sendBody(opts.outgoing, status, headers, iter, end - start, controller, opts);
 }
 
 /**
- * A pull-based body over an iterator of chunks. An error after the first byte
- * errors the stream, and the server then aborts the connection; a client
- * that goes away cancels it, which stops the storage reads.
+ * Writes the body straight to the Node response, honouring backpressure. A
+ * failure after the first byte destroys the response, so the client sees a
+ * failed transfer; a client that goes away aborts `controller`, which stops
+ * the storage reads.
  */
-function pullStream(
-  iter: AsyncIterator<Buffer>,
+function sendBody(
+  outgoing: ServerResponse,
+  status: number,
+  headers: Headers,
+  iter: AsyncIterable<Buffer>,
   expected: number | undefined,
   controller: AbortController,
   opts: ServeOptions,
-  cleanup: () => void,
-): ReadableStream<Uint8Array> {
-  let sent = 0;
-  let ended = false;
-  const finish = (ok: boolean, error?: unknown): void => {
-    if (ended) return;
-    ended = true;
-    cleanup();
-    opts.hooks?.onEnd?.({ ok, bytes: sent, error });
+): Response {
+  outgoing.writeHead(status, Object.fromEntries(headers));
+  const onClose = (): void => {
+    if (!outgoing.writableFinished) controller.abort(new Error("client went away"));
   };
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(ctrl) {
-        try {
-          const { value, done } = await iter.next();
-          if (done) {
-            if (expected !== undefined && sent !== expected) throw new Error(`archive produced ${sent} bytes, expected ${expected}`);
-            finish(true);
-            ctrl.close();
-            return;
-          }
-          sent += value.length;
-          ctrl.enqueue(value);
-        } catch (err) {
-          if (!controller.signal.aborted) opts.logger.error("download failed after the first byte; aborting the connection", describeError(err));
-          controller.abort(err);
-          finish(false, err);
-          ctrl.error(err);
-        }
-      },
-      async cancel(reason) {
-        controller.abort(reason);
-        finish(false, reason ?? new Error("client went away"));
-        await iter.return?.(undefined)?.catch(() => {});
-      },
-    },
-    { highWaterMark: 0 },
-  );
+  outgoing.on("close", onClose);
+  let sent = 0;
+  void (async () => {
+    try {
+      for await (const chunk of iter) {
+        if (outgoing.destroyed) throw new Error("client went away");
+        sent += chunk.length;
+        if (!outgoing.write(chunk)) await drained(outgoing);
+      }
+      if (expected !== undefined && sent !== expected) throw new Error(`archive produced ${sent} bytes, expected ${expected}`);
+      outgoing.end();
+      opts.hooks?.onEnd?.({ ok: true, bytes: sent });
+    } catch (err) {
+      const gone = controller.signal.aborted && !outgoing.writableEnded;
+      if (!gone) opts.logger.error("download failed after the first byte; aborting the connection", describeError(err));
+      controller.abort(err);
+      outgoing.destroy();
+      opts.hooks?.onEnd?.({ ok: false, bytes: sent, error: err });
+    } finally {
+      outgoing.off("close", onClose);
+    }
+  })();
+  return RESPONSE_ALREADY_SENT;
+}
+
+function drained(outgoing: ServerResponse): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (): void => {
+      outgoing.off("close", closed);
+      resolve();
+    };
+    const closed = (): void => {
+      outgoing.off("drain", done);
+      reject(new Error("client went away"));
+    };
+    outgoing.once("drain", done);
+    outgoing.once("close", closed);
+  });
 }
 
 /** Aborts `controller` when the client goes away; returns the undo. */
@@ -146,7 +164,22 @@ function streamDeflate(service: ZipballService, download: Download, headers: Hea
   const unlink = linkAbort(opts.signal, controller);
   const entries = download.zipball.entries.map((e, i) => ({ name: e.name, kind: e.kind, mtimeMs: e.mtimeMs, source: download.sources[i] ?? null }));
   const body: Readable = deflateArchive(entries, service.storage, controller.signal);
+  controller.signal.addEventListener("abort", unlink, { once: true });
   opts.hooks?.onStart?.();
-  const iter = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-  return new Response(pullStream(iter, undefined, controller, opts, unlink), { status: 200, headers });
+  return sendBody(opts.outgoing, 200, headers, body, undefined, controller, opts);
+}
+
+/** The request side of a download, from a Hono context on the Node server. */
+export function downloadContext(c: Context<AppEnv>, deps: { logger: Logger }, hooks?: DownloadHooks): ServeOptions {
+  const outgoing = (c.env as HttpBindings | undefined)?.outgoing;
+  if (!outgoing) throw new Error("downloads need the Node HTTP server");
+  return {
+    method: c.req.method,
+    headers: c.req.raw.headers,
+    signal: c.req.raw.signal,
+    outgoing,
+    requestId: c.get("requestId"),
+    logger: deps.logger,
+    hooks,
+  };
 }

@@ -79,9 +79,9 @@ export function parseRange(
       continue;
     }
     const start = Number(r[1]);
+    if (start >= total) continue;
     const last = r[2] === "" ? total - 1 : Number(r[2]);
     if (last < start) return undefined;
-    if (start >= total) continue;
     ranges.push({ start, end: Math.min(last, total - 1) + 1 });
   }
   if (ranges.length === 0) return "unsatisfiable";

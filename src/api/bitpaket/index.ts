@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import { checkScopes } from "../../auth.js";
 import { GatewayError } from "../../errors.js";
-import { serveDownload } from "../../http/download.js";
+import { downloadContext, serveDownload } from "../../http/download.js";
 import type { RequestedItem } from "../../manifest/schema.js";
 import { safeSegment } from "../../archive/names.js";
 import { keyFromPath } from "../../storage/keys.js";
@@ -92,12 +92,7 @@ export function bitpaketRoutes(deps: ApiDeps): Hono<AppEnv> {
     const id = c.req.param("file").slice(0, -".zip".length);
     const download = await deps.service.open(id);
     if (download.zipball.manifest.flavour !== "bitpaket") throw new GatewayError(404, "not_found", "zipball not found");
-    return serveDownload(deps.service, download, {
-      method: c.req.method,
-      headers: c.req.raw.headers,
-      signal: c.req.raw.signal,
-      logger: deps.logger,
-    });
+    return serveDownload(deps.service, download, downloadContext(c, deps));
   });
 
   return app;
