@@ -24,4 +24,5 @@ fi
 
 npm ci --no-audit --no-fund --loglevel=error
 npm run --silent typecheck
+npm run --silent lint
 npx vitest run "$@"

@@ -27,7 +27,11 @@ export class ApiKeys {
   authenticate(header: string | undefined): Caller {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "");
     if (!m) throw new GatewayError(401, "unauthorized", "an API key is required: Authorization: Bearer <key>");
-    const caller = this.#byDigest.get(createHash("sha256").update(m[1] as string).digest("hex"));
+    const caller = this.#byDigest.get(
+      createHash("sha256")
+        .update(m[1] as string)
+        .digest("hex"),
+    );
     if (!caller) throw new GatewayError(401, "unauthorized", "the API key is not valid");
     return caller;
   }

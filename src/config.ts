@@ -3,9 +3,7 @@
  * Every bad value is collected and reported at once.
  */
 
-export type StorageConfig =
-  | { kind: "fs"; root: string }
-  | { kind: "s3"; bucket: string; prefix: string; forcePathStyle: boolean };
+export type StorageConfig = { kind: "fs"; root: string } | { kind: "s3"; bucket: string; prefix: string; forcePathStyle: boolean };
 
 export interface ApiKey {
   key: string;
@@ -82,7 +80,10 @@ export function parseDuration(text: string): number | undefined {
  */
 export function parseApiKeys(text: string): ApiKey[] | string {
   const keys: ApiKey[] = [];
-  for (const part of text.split(",").map((s) => s.trim()).filter(Boolean)) {
+  for (const part of text
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const [key = "", scopeText] = part.split("=", 2) as [string, string | undefined];
     if (key.length < 16) return "each API key must be at least 16 characters";
     if (!/^[\x21-\x7e]+$/.test(key)) return "API keys must be printable ASCII without spaces";
@@ -90,7 +91,10 @@ export function parseApiKeys(text: string): ApiKey[] | string {
       keys.push({ key });
       continue;
     }
-    const scopes = scopeText.split("|").map((s) => s.trim()).filter(Boolean);
+    const scopes = scopeText
+      .split("|")
+      .map((s) => s.trim())
+      .filter(Boolean);
     if (scopes.length === 0 || scopes.some((s) => !s.startsWith("/"))) return `scopes of a key must be paths starting with "/"`;
     keys.push({ key, scopes: scopes.map((s) => (s.endsWith("/") ? s : `${s}/`)) });
   }
@@ -161,7 +165,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     problems.push(`ZIPGATE_PUBLIC_URL must be an http(s) URL without query (got "${publicUrl}")`);
   }
 
-  const domains = (env.ZIPGATE_DOMAINS ?? "").split(",").map((d) => d.trim()).filter(Boolean);
+  const domains = (env.ZIPGATE_DOMAINS ?? "")
+    .split(",")
+    .map((d) => d.trim())
+    .filter(Boolean);
   for (const d of domains) {
     const bare = d.replace(/^https?:\/\//, "").replace(/\/+$/, "");
     if (!/^[a-z0-9.-]+(:\d+)?$/i.test(bare)) problems.push(`ZIPGATE_DOMAINS: "${d}" is not a domain`);

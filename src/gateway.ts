@@ -1,9 +1,9 @@
-import { ApiKeys } from "./auth.js";
 import { createApp } from "./app.js";
+import { ApiKeys } from "./auth.js";
 import type { Config } from "./config.js";
 import type { Logger } from "./log.js";
-import { ManifestSigner } from "./manifest/token.js";
 import { ZipballStore } from "./manifest/store.js";
+import { ManifestSigner } from "./manifest/token.js";
 import { loadSecrets } from "./secrets.js";
 import type { Storage } from "./storage/types.js";
 import { IdIndex } from "./zipball/ids.js";

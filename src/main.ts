@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig } from "./config.js";
+import { type Config, ConfigError, loadConfig } from "./config.js";
 import { createGateway } from "./gateway.js";
 import { createLogger, describeError } from "./log.js";
 import { createHttpServer } from "./server.js";
@@ -7,7 +7,7 @@ import { createStorage } from "./storage/index.js";
 const logger = createLogger();
 
 async function main(): Promise<void> {
-  let config;
+  let config: Config;
   try {
     config = loadConfig(process.env);
   } catch (err) {

@@ -49,9 +49,11 @@ export function deflateArchive(entries: readonly DeflateEntry[], storage: Storag
       current = undefined;
     }
     zip.finalize();
-  })().catch((err: unknown) => {
-    current?.destroy();
-    out.destroy(err instanceof Error ? err : new Error(String(err)));
-  }).finally(() => signal.removeEventListener("abort", onAbort));
+  })()
+    .catch((err: unknown) => {
+      current?.destroy();
+      out.destroy(err instanceof Error ? err : new Error(String(err)));
+    })
+    .finally(() => signal.removeEventListener("abort", onAbort));
   return out;
 }

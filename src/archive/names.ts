@@ -13,9 +13,9 @@ const MAX_SEGMENT_BYTES = 255;
 /** Makes one path segment safe: no separators, control or Windows-forbidden characters. */
 export function safeSegment(segment: string): string {
   let s = segment.normalize("NFC").replace(CONTROL, "_").replace(WINDOWS_FORBIDDEN, "_");
+  if (s === "" || s === "." || s === "..") return "_";
   // Windows drops trailing dots and spaces, which would merge distinct names.
   s = s.replace(/[. ]+$/, (m) => "_".repeat(m.length));
-  if (s === "" || s === "." || s === "..") return "_";
   if (RESERVED_DEVICE.test(s)) s = `_${s}`;
   return truncateUtf8(s, MAX_SEGMENT_BYTES);
 }

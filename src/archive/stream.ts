@@ -2,7 +2,7 @@ import type { Readable } from "node:stream";
 import { crc32 } from "node:zlib";
 import { ObjectChanged } from "../errors.js";
 import type { Storage } from "../storage/types.js";
-import { type Layout, type LayoutEntry, centralRecord, crcsNeeded, dataDescriptor, endRecords, localHeader, segments } from "./layout.js";
+import { centralRecord, crcsNeeded, dataDescriptor, endRecords, type Layout, type LayoutEntry, localHeader, segments } from "./layout.js";
 
 /** Where a file entry's bytes come from. */
 export interface EntrySource {
@@ -186,13 +186,11 @@ class ReadAhead {
         seg.start === entry.dataOffset && seg.end === entry.dataOffset + entry.size
           ? undefined
           : { start: seg.start - entry.dataOffset, end: seg.end - entry.dataOffset };
-      const opened = this.storage
-        .read(source.key, { etag: source.etag, range, signal: this.signal })
-        .then((stream) => {
-          // A body opened after close() would never be consumed.
-          if (this.#closed) stream.destroy();
-          return { key: source.key, stream };
-        });
+      const opened = this.storage.read(source.key, { etag: source.etag, range, signal: this.signal }).then((stream) => {
+        // A body opened after close() would never be consumed.
+        if (this.#closed) stream.destroy();
+        return { key: source.key, stream };
+      });
       opened.catch(() => {}); // awaited later; avoid an unhandled rejection meanwhile
       this.#pending.push(opened);
     }
@@ -218,6 +216,10 @@ class ReadAhead {
     if (this.#closed) return;
     this.#closed = true;
     this.#current?.destroy();
-    for (const p of this.#pending.splice(0)) p.then((b) => b.stream.destroy(), () => {});
+    for (const p of this.#pending.splice(0))
+      p.then(
+        (b) => b.stream.destroy(),
+        () => {},
+      );
   }
 }

@@ -10,7 +10,10 @@ function parseDate(text: string | null): number | undefined {
 }
 
 function etagList(text: string): string[] {
-  return text.split(",").map((s) => s.trim()).filter(Boolean);
+  return text
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 function strongMatch(list: string[], etag: string): boolean {
@@ -49,12 +52,7 @@ export function evaluatePreconditions(headers: Headers, etag: string, lastModifi
  * RFC 9110 also allows, rather than as multipart/byteranges).
  * Ends are exclusive.
  */
-export function parseRange(
-  headers: Headers,
-  total: number,
-  etag: string,
-  lastModified: Date,
-): { start: number; end: number } | "unsatisfiable" | undefined {
+export function parseRange(headers: Headers, total: number, etag: string, lastModified: Date): { start: number; end: number } | "unsatisfiable" | undefined {
   const header = headers.get("range");
   if (!header) return undefined;
   const ifRange = headers.get("if-range");
@@ -66,7 +64,10 @@ export function parseRange(
   }
   const m = /^\s*bytes\s*=\s*(.+)$/i.exec(header);
   if (!m) return undefined;
-  const specs = (m[1] as string).split(",").map((s) => s.trim()).filter(Boolean);
+  const specs = (m[1] as string)
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (specs.length === 0) return undefined;
   const ranges: Array<{ start: number; end: number }> = [];
   for (const spec of specs) {

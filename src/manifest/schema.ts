@@ -1,7 +1,5 @@
 /** What a client asked for, normalised: store keys, not request paths. */
-export type RequestedItem =
-  | { type: "file"; key: string; name?: string | undefined }
-  | { type: "folder"; key: string; name?: string | undefined };
+export type RequestedItem = { type: "file"; key: string; name?: string | undefined } | { type: "folder"; key: string; name?: string | undefined };
 
 /** The signed manifest: what was asked for, with options, owner and expiry. */
 export interface Manifest {

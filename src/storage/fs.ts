@@ -1,11 +1,11 @@
-import { constants, createReadStream } from "node:fs";
 import { randomUUID } from "node:crypto";
+import { constants, createReadStream } from "node:fs";
 import { link, lstat, mkdir, open, readdir, readFile, realpath, rename, rm, writeFile } from "node:fs/promises";
 import { join, resolve, sep } from "node:path";
 import { Readable } from "node:stream";
 import { GatewayError, ObjectAccessDenied, ObjectChanged, ObjectNotFound, StorageUnavailable } from "../errors.js";
-import type { ListItem, ObjectInfo, ReadOptions, Storage } from "./types.js";
 import { isReserved } from "./keys.js";
+import type { ListItem, ObjectInfo, ReadOptions, Storage } from "./types.js";
 
 export interface FsStorageOptions {
   /** Folder that holds the objects; created when missing. */

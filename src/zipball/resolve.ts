@@ -100,7 +100,16 @@ export async function resolveItems(items: readonly RequestedItem[], options: Res
     const wanted = wantedSegments.join("/");
     if (f.type === "file") {
       const { path } = names.place(wantedSegments, "file", index, "shared");
-      entries.push({ name: path, kind: "file", size: f.info.size, mtimeMs: f.info.mtimeMs, item: index, key: f.info.key, etag: f.info.etag, crc32: f.info.crc32 });
+      entries.push({
+        name: path,
+        kind: "file",
+        size: f.info.size,
+        mtimeMs: f.info.mtimeMs,
+        item: index,
+        key: f.info.key,
+        etag: f.info.etag,
+        crc32: f.info.crc32,
+      });
       resolved.push({ type: "file", wanted, given: path });
       return;
     }

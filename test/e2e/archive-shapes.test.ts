@@ -59,14 +59,18 @@ describe("archive shapes, opened by Info-ZIP unzip, 7-Zip, bsdtar and Python zip
   });
 
   it("empty files, directories only, and UTF-8 names", async () => {
-    await writeTree(join(root, "shapes"), {
-      "empty.txt": "",
-      "only-dirs/a/b/": "",
-      "only-dirs/c/": "",
-      "unicode/Grüße aus Köln.txt": "grüße",
-      "unicode/日本語のファイル.md": "こんにちは",
-      "unicode/emoji 🎉.txt": "party",
-    }, MTIME);
+    await writeTree(
+      join(root, "shapes"),
+      {
+        "empty.txt": "",
+        "only-dirs/a/b/": "",
+        "only-dirs/c/": "",
+        "unicode/Grüße aus Köln.txt": "grüße",
+        "unicode/日本語のファイル.md": "こんにちは",
+        "unicode/emoji 🎉.txt": "party",
+      },
+      MTIME,
+    );
     const zip = join(dir.path, "shapes.zip");
     await downloadZip(gw, [{ path: "/shapes/empty.txt" }, { folder: "/shapes/only-dirs" }, { folder: "/shapes/unicode" }], zip);
     await verifyWithUnzippers(zip, [

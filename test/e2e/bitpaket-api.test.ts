@@ -144,9 +144,7 @@ describe("BitPaket ZipBall API over a real socket", () => {
       ],
     });
     const res = await fetch(local(gw, created.data.urls.url));
-    expect(res.headers.get("content-disposition")).toBe(
-      `attachment; filename="Quartalsbericht U.zip"; filename*=UTF-8''Quartalsbericht%20%C3%9C.zip`,
-    );
+    expect(res.headers.get("content-disposition")).toBe(`attachment; filename="Quartalsbericht U.zip"; filename*=UTF-8''Quartalsbericht%20%C3%9C.zip`);
     const zip = join(dir.path, "names.zip");
     await writeFile(zip, Buffer.from(await res.arrayBuffer()));
     await verifyWithUnzippers(zip, [
@@ -315,12 +313,7 @@ describe("BitPaket ZipBall API over a real socket", () => {
 
   describe("the reserved prefix", () => {
     it("cannot be named by path, folder, case variants or .. tricks", async () => {
-      for (const obj of [
-        { path: "/.zipgate/secrets.json" },
-        { path: "/.ZipGate/secrets.json" },
-        { folder: "/.zipgate" },
-        { folder: "/.zipgate/zipballs/" },
-      ]) {
+      for (const obj of [{ path: "/.zipgate/secrets.json" }, { path: "/.ZipGate/secrets.json" }, { folder: "/.zipgate" }, { folder: "/.zipgate/zipballs/" }]) {
         await expectError(await gw.post("/v2/zipball", { objects: [obj] }), 400, "reserved_path");
       }
       for (const obj of [{ path: "/docs/../.zipgate/secrets.json" }, { path: "/./.zipgate/secrets.json" }, { path: "//.zipgate/secrets.json" }]) {

@@ -1,8 +1,8 @@
-import { mkdtemp, rm, utimes, writeFile, mkdir } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { computeLayout, type LayoutInput } from "../../src/archive/layout.js";
-import { openArchiveRange, type EntrySource } from "../../src/archive/stream.js";
+import { type EntrySource, openArchiveRange } from "../../src/archive/stream.js";
 import { createFsStorage } from "../../src/storage/fs.js";
 import type { Storage } from "../../src/storage/types.js";
 

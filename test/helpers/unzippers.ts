@@ -28,9 +28,16 @@ export function sha256(data: Buffer | string): string {
 }
 
 /** Python zipfile: names, sizes, CRC (read every byte), exact UT mtimes. */
-export async function pythonEntries(zip: string): Promise<Array<{ name: string; size: number; crc: number; sha256: string; mtime: number | null; dir: boolean }>> {
+export async function pythonEntries(
+  zip: string,
+): Promise<Array<{ name: string; size: number; crc: number; sha256: string; mtime: number | null; dir: boolean }>> {
   const { stdout } = await run("python3", [VERIFY_PY, zip], { maxBuffer: MAX_BUFFER });
-  return stdout.trim() === "" ? [] : stdout.trim().split("\n").map((l) => JSON.parse(l));
+  return stdout.trim() === ""
+    ? []
+    : stdout
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l));
 }
 
 async function walk(dir: string, base = dir): Promise<Array<{ name: string; dir: boolean; path: string }>> {
@@ -58,7 +65,8 @@ async function checkExtracted(tool: string, dir: string, expected: readonly Expe
     const st = await stat(f.path);
     if (e.size !== undefined && st.size !== e.size) throw new Error(`${tool}: ${e.name} has ${st.size} bytes, want ${e.size}`);
     if (e.sha256 !== undefined && sha256(await readFile(f.path)) !== e.sha256) throw new Error(`${tool}: ${e.name} content differs`);
-    if (e.mtime !== undefined && Math.floor(st.mtimeMs / 1000) !== e.mtime) throw new Error(`${tool}: ${e.name} mtime ${Math.floor(st.mtimeMs / 1000)}, want ${e.mtime}`);
+    if (e.mtime !== undefined && Math.floor(st.mtimeMs / 1000) !== e.mtime)
+      throw new Error(`${tool}: ${e.name} mtime ${Math.floor(st.mtimeMs / 1000)}, want ${e.mtime}`);
   }
   const files = found.filter((f) => !f.dir).length;
   const want = expected.filter((e) => !e.dir).length;

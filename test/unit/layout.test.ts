@@ -1,6 +1,6 @@
-import ZipStream from "zip-stream";
 import { Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
+import ZipStream from "zip-stream";
 import { centralRecord, computeLayout, crcsNeeded, dataDescriptor, endRecords, type LayoutInput, localHeader, segments } from "../../src/archive/layout.js";
 
 const T = Date.UTC(2024, 0, 2, 3, 4, 6);
@@ -141,7 +141,12 @@ describe("layout", () => {
 
   it("covers any range with contiguous segments", () => {
     const layout = computeLayout([file("a", 10), dir("d/"), file("d/b", 0), file("c", 100)]);
-    for (const [s, e] of [[0, layout.total], [5, 50], [layout.centralStart - 3, layout.centralStart + 10], [layout.total - 1, layout.total]] as const) {
+    for (const [s, e] of [
+      [0, layout.total],
+      [5, 50],
+      [layout.centralStart - 3, layout.centralStart + 10],
+      [layout.total - 1, layout.total],
+    ] as const) {
       let at = s;
       for (const seg of segments(layout, s, e)) {
         expect(seg.start).toBe(at);

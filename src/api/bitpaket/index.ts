@@ -1,9 +1,9 @@
 import { Hono } from "hono";
+import { safeSegment } from "../../archive/names.js";
 import { checkScopes } from "../../auth.js";
 import { GatewayError } from "../../errors.js";
 import { downloadContext, serveDownload } from "../../http/download.js";
 import type { RequestedItem } from "../../manifest/schema.js";
-import { safeSegment } from "../../archive/names.js";
 import { keyFromPath } from "../../storage/keys.js";
 import { jsonObject, onlyFields, optionalString } from "../body.js";
 import type { ApiDeps, AppEnv } from "../deps.js";
@@ -40,7 +40,10 @@ export function bitpaketRoutes(deps: ApiDeps): Hono<AppEnv> {
     }
 
     const items = await parseObjects(objects, deps);
-    checkScopes(caller, items.map((i) => i.key));
+    checkScopes(
+      caller,
+      items.map((i) => i.key),
+    );
     const { zipball } = await deps.service.create({
       flavour: "bitpaket",
       items,

@@ -1,0 +1,153 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { ObjectChanged, ObjectNotFound } from "../../src/errors.js";
+import type { ListItem, Storage } from "../../src/storage/types.js";
+
+/** A store under test, with a way to place objects in it as a user of that store would. */
+export interface ContractSubject {
+  storage: Storage;
+  /** Puts an object (or, for a key ending in `/`, a folder / directory marker). */
+  put(key: string, body: Buffer | string): Promise<void>;
+  remove(key: string): Promise<void>;
+}
+
+async function text(stream: AsyncIterable<Buffer>): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(c);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+async function listAll(storage: Storage, prefix: string): Promise<ListItem[]> {
+  const out: ListItem[] = [];
+  for await (const item of storage.list(prefix)) out.push(item);
+  return out;
+}
+
+/**
+ * The storage contract: every adapter passes it against a real backend.
+ * `setup` gives a fresh, empty subject for the suite.
+ */
+export function describeStorageContract(
+  name: string,
+  setup: () => Promise<ContractSubject & { teardown(): Promise<void> }>,
+  options: { manyObjects?: number } = {},
+): void {
+  describe(`storage contract: ${name}`, () => {
+    let subject: Awaited<ReturnType<typeof setup>> | undefined;
+    const use = async (): Promise<ContractSubject> => {
+      subject ??= await setup();
+      return subject;
+    };
+    afterAll(async () => {
+      await subject?.storage.close();
+      await subject?.teardown();
+    });
+
+    it("stats an object: size, mtime and an identity", async () => {
+      const { storage, put } = await use();
+      await put("stat/a.txt", "hello");
+      const info = await storage.stat("stat/a.txt");
+      expect(info.key).toBe("stat/a.txt");
+      expect(info.size).toBe(5);
+      expect(info.mtimeMs).toBeGreaterThan(Date.UTC(2000, 0, 1));
+      expect(info.etag.length).toBeGreaterThan(0);
+    });
+
+    it("reports a missing object as ObjectNotFound, and a folder is not an object", async () => {
+      const { storage, put } = await use();
+      await put("missing/there.txt", "x");
+      await expect(storage.stat("missing/not-there.txt")).rejects.toBeInstanceOf(ObjectNotFound);
+      await expect(storage.stat("missing")).rejects.toBeInstanceOf(ObjectNotFound);
+      await expect(storage.read("missing/not-there.txt")).rejects.toBeInstanceOf(ObjectNotFound);
+    });
+
+    it("keeps keys with spaces, &, +, % and unicode intact", async () => {
+      const { storage, put } = await use();
+      const keys = ["odd/a b&c+d.txt", "odd/100% ü€.txt", "odd/日本/ファイル.txt"];
+      for (const k of keys) await put(k, k);
+      for (const k of keys) expect(await text(await storage.read(k))).toBe(k);
+      expect((await listAll(storage, "odd/")).filter((i) => i.kind === "file").map((i) => i.key)).toEqual(
+        [...keys].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))),
+      );
+    });
+
+    it("reads a whole object and byte ranges of it", async () => {
+      const { storage, put } = await use();
+      await put("range/r.txt", "0123456789");
+      expect(await text(await storage.read("range/r.txt"))).toBe("0123456789");
+      expect(await text(await storage.read("range/r.txt", { range: { start: 2, end: 5 } }))).toBe("234");
+      expect(await text(await storage.read("range/r.txt", { range: { start: 7, end: 10 } }))).toBe("789");
+      expect(await text(await storage.read("range/r.txt", { range: { start: 4, end: 4 } }))).toBe("");
+    });
+
+    it("refuses to read an object whose identity changed (ObjectChanged)", async () => {
+      const { storage, put } = await use();
+      await put("changed/c.txt", "version one");
+      const { etag } = await storage.stat("changed/c.txt");
+      expect(await text(await storage.read("changed/c.txt", { etag }))).toBe("version one");
+      await new Promise((r) => setTimeout(r, 20));
+      await put("changed/c.txt", "version two!");
+      await expect(storage.read("changed/c.txt", { etag })).rejects.toBeInstanceOf(ObjectChanged);
+    });
+
+    it("lists a folder recursively in byte order with sizes, mtimes and identities, directories included", async () => {
+      const { storage, put } = await use();
+      await put("tree/b.txt", "bb");
+      await put("tree/a/x.txt", "x");
+      await put("tree/a-b.txt", "ab");
+      await put("tree/empty/", "");
+      const items = await listAll(storage, "tree/");
+      const files = items.filter((i) => i.kind === "file");
+      expect(files.map((i) => i.key)).toEqual(["tree/a-b.txt", "tree/a/x.txt", "tree/b.txt"]);
+      expect(files.map((i) => (i.kind === "file" ? i.size : -1))).toEqual([2, 1, 2]);
+      for (const f of files) if (f.kind === "file") expect(f.etag).toBe((await storage.stat(f.key)).etag);
+      expect(items.filter((i) => i.kind === "dir").map((i) => i.key)).toContain("tree/empty/");
+      const keys = items.map((i) => i.key);
+      expect(keys).toEqual([...keys].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))));
+    });
+
+    it("reports a folder that does not exist as ObjectNotFound", async () => {
+      const { storage } = await use();
+      await expect(listAll(storage, "no-such-folder/")).rejects.toBeInstanceOf(ObjectNotFound);
+    });
+
+    it("gets, puts (replacing, or only if absent) and deletes small state objects", async () => {
+      const { storage } = await use();
+      expect(await storage.get(".zipgate/contract/none")).toBeNull();
+      expect(await storage.put(".zipgate/contract/one", "first")).toBe(true);
+      expect(await storage.put(".zipgate/contract/one", "second", { ifAbsent: true })).toBe(false);
+      expect((await storage.get(".zipgate/contract/one"))?.toString()).toBe("first");
+      expect(await storage.put(".zipgate/contract/one", "third")).toBe(true);
+      expect((await storage.get(".zipgate/contract/one"))?.toString()).toBe("third");
+      await storage.delete(".zipgate/contract/one");
+      await storage.delete(".zipgate/contract/one");
+      expect(await storage.get(".zipgate/contract/one")).toBeNull();
+    });
+
+    it("stops a read when its signal aborts", async () => {
+      const { storage, put } = await use();
+      await put("abort/big.bin", Buffer.alloc(8 * 1024 * 1024, 1));
+      const controller = new AbortController();
+      const stream = await storage.read("abort/big.bin", { signal: controller.signal });
+      let got = 0;
+      const done = (async () => {
+        for await (const c of stream as AsyncIterable<Buffer>) {
+          got += c.length;
+          if (got > 0) controller.abort();
+        }
+      })();
+      await expect(done).rejects.toThrow();
+      expect(got).toBeLessThan(8 * 1024 * 1024);
+    });
+
+    if (options.manyObjects) {
+      const count = options.manyObjects;
+      it(`lists a folder of ${count} objects completely`, async () => {
+        const { storage, put } = await use();
+        const keys = Array.from({ length: count }, (_, i) => `many/obj-${String(i).padStart(5, "0")}`);
+        for (let i = 0; i < keys.length; i += 32) await Promise.all(keys.slice(i, i + 32).map((k) => put(k, "m")));
+        const items = (await listAll(storage, "many/")).filter((i) => i.kind === "file");
+        expect(items.map((i) => i.key)).toEqual(keys);
+      });
+    }
+  });
+}

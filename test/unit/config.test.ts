@@ -1,0 +1,52 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig, parseDuration, parseSize } from "../../src/config.js";
+
+describe("configuration", () => {
+  it("has the documented defaults", () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({
+      port: 8080,
+      host: "127.0.0.1",
+      storage: { kind: "fs", root: "./data" },
+      apiKeys: undefined,
+      signingSecret: undefined,
+      publicUrl: "http://127.0.0.1:8080",
+      domains: [],
+      maxFiles: 10_000,
+      maxBytes: 25 * 2 ** 30,
+      ttlSeconds: 86_400,
+    });
+  });
+
+  it("reports every bad value at once", () => {
+    try {
+      loadConfig({ PORT: "nope", ZIPGATE_SIGNING_SECRET: "short", ZIPGATE_MAX_BYTES: "lots", ZIPGATE_TTL: "soon", ZIPGATE_API_KEYS: "tiny" });
+      expect.unreachable();
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      const problems = (err as ConfigError).problems.join("\n");
+      for (const v of ["PORT", "ZIPGATE_SIGNING_SECRET", "ZIPGATE_MAX_BYTES", "ZIPGATE_TTL", "ZIPGATE_API_KEYS"]) expect(problems).toContain(v);
+    }
+  });
+
+  it("parses storage URLs, keys with scopes, sizes and durations", () => {
+    expect(loadConfig({ ZIPGATE_STORAGE: "file:///srv/files" }).storage).toEqual({ kind: "fs", root: "/srv/files" });
+    expect(loadConfig({ ZIPGATE_STORAGE: "s3://my-bucket/some/prefix" }).storage).toEqual({
+      kind: "s3",
+      bucket: "my-bucket",
+      prefix: "some/prefix/",
+      forcePathStyle: false,
+    });
+    expect(loadConfig({ ZIPGATE_API_KEYS: "aaaaaaaaaaaaaaaa,bbbbbbbbbbbbbbbb=/photos|/docs/" }).apiKeys).toEqual([
+      { key: "aaaaaaaaaaaaaaaa" },
+      { key: "bbbbbbbbbbbbbbbb", scopes: ["/photos/", "/docs/"] },
+    ]);
+    expect(parseSize("25 GiB")).toBe(25 * 2 ** 30);
+    expect(parseSize("500MB")).toBe(500e6);
+    expect(parseSize("12")).toBe(12);
+    expect(parseDuration("24h")).toBe(86_400);
+    expect(parseDuration("90")).toBe(90);
+    expect(loadConfig({ HOST: "0.0.0.0", PORT: "9000" }).publicUrl).toBe("http://127.0.0.1:9000");
+    expect(loadConfig({ ZIPGATE_PUBLIC_URL: "https://dl.example.com/zips/" }).publicUrl).toBe("https://dl.example.com/zips");
+  });
+});
