@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
@@ -105,7 +105,19 @@ export async function verifyWithUnzippers(zip: string, expected: readonly Expect
   await run("unzip", ["-tq", zip], { maxBuffer: MAX_BUFFER });
   await run(SEVEN_ZIP, ["t", "-bd", zip], { maxBuffer: MAX_BUFFER });
   if (!extract) {
-    await run("bsdtar", ["-tf", zip], { maxBuffer: MAX_BUFFER });
+    // bsdtar reads every entry (checking each CRC) without writing them to disk.
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn("bsdtar", ["-xOf", zip], { stdio: ["ignore", "ignore", "pipe"] });
+      let err = "";
+      child.stderr.on("data", (c: Buffer) => {
+        err += c.toString();
+      });
+      child.on("error", reject);
+      child.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`bsdtar -xOf exited ${code}: ${err}`))));
+    });
+    const { stdout } = await run("bsdtar", ["-tf", zip], { maxBuffer: MAX_BUFFER });
+    const listed = stdout.split("\n").filter(Boolean).length;
+    if (listed !== expected.length) throw new Error(`bsdtar lists ${listed} entries, want ${expected.length}`);
     return;
   }
   const work = await mkdtemp(join(tmpdir(), "zipgate-verify-"));
