@@ -3,7 +3,19 @@
  * Every bad value is collected and reported at once.
  */
 
-export type StorageConfig = { kind: "fs"; root: string } | { kind: "s3"; bucket: string; prefix: string; forcePathStyle: boolean };
+export type StorageConfig =
+  | { kind: "fs"; root: string }
+  | {
+      kind: "s3";
+      bucket: string;
+      /** Scopes everything: objects, folders and `.zipgate/`. Empty or ending in `/`. */
+      prefix: string;
+      forcePathStyle: boolean;
+      /** AWS_REGION, then AWS_DEFAULT_REGION. */
+      region: string;
+      /** AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL: a non-AWS store. */
+      endpoint: string | undefined;
+    };
 
 export interface ApiKey {
   key: string;
@@ -111,7 +123,16 @@ function parseStorage(text: string, env: Record<string, string | undefined>, pro
     if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) problems.push(`ZIPGATE_STORAGE: "${bucket}" is not a valid bucket name`);
     const force = env.ZIPGATE_S3_FORCE_PATH_STYLE ?? "false";
     if (!/^(true|false|1|0)$/i.test(force)) problems.push("ZIPGATE_S3_FORCE_PATH_STYLE must be true or false");
-    return { kind: "s3", bucket, prefix, forcePathStyle: /^(true|1)$/i.test(force) };
+    const endpoint = env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined;
+    if (endpoint !== undefined && !/^https?:\/\/[^/]+/.test(endpoint)) problems.push(`AWS_ENDPOINT_URL_S3 must be an http(s) URL (got "${endpoint}")`);
+    return {
+      kind: "s3",
+      bucket,
+      prefix,
+      forcePathStyle: /^(true|1)$/i.test(force),
+      region: env.AWS_REGION || env.AWS_DEFAULT_REGION || "us-east-1",
+      endpoint,
+    };
   }
   if (text.startsWith("file:")) {
     try {
