@@ -6,6 +6,7 @@ import { ZipballStore } from "./manifest/store.js";
 import { ManifestSigner } from "./manifest/token.js";
 import { loadSecrets } from "./secrets.js";
 import type { Storage } from "./storage/types.js";
+import { CrcBook } from "./zipball/crcs.js";
 import { IdIndex } from "./zipball/ids.js";
 import { ZipballService } from "./zipball/service.js";
 
@@ -20,6 +21,8 @@ export async function createGateway(config: Config, storage: Storage, logger: Lo
     maxBytes: config.maxBytes,
     ttlSeconds: config.ttlSeconds,
     readAhead: config.readAhead,
+    crcs: new CrcBook(storage, secrets.signingSecret),
+    logger,
   });
   const app = createApp({
     service,

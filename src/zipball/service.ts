@@ -4,10 +4,12 @@ import { LRUCache } from "lru-cache";
 import { computeLayout, type Layout } from "../archive/layout.js";
 import { type EntrySource, openArchiveRange } from "../archive/stream.js";
 import { GatewayError } from "../errors.js";
+import { describeError, type Logger } from "../log.js";
 import type { Manifest, PinnedEntry, RequestedItem } from "../manifest/schema.js";
 import type { Zipball, ZipballStore } from "../manifest/store.js";
 import type { Storage } from "../storage/types.js";
 import { mapLimit } from "../util/concurrency.js";
+import type { CrcBook } from "./crcs.js";
 import { type Resolution, resolveItems } from "./resolve.js";
 
 export interface ZipballServiceOptions {
@@ -19,6 +21,9 @@ export interface ZipballServiceOptions {
   ttlSeconds: number;
   /** Objects opened ahead of the one being streamed. */
   readAhead: number;
+  /** CRCs recorded by earlier downloads, kept in the store. */
+  crcs: CrcBook;
+  logger: Logger;
   /** Objects read at once to compute CRCs nobody recorded. @default 4 */
   crcConcurrency?: number;
 }
@@ -116,30 +121,48 @@ export class ZipballService {
   /**
    * The bytes of [start, end) of a download. Resolves when the first byte
    * can be sent; failures before that are ordinary errors.
+   *
+   * CRCs of objects the range skips come, in this order, from those recorded
+   * by earlier downloads (on any replica), from the store's own full-object
+   * CRC32, and last from reading the objects; every CRC learnt is recorded.
    */
-  stream(
+  async stream(
     download: Download,
     range: { start: number; end: number },
     signal: AbortSignal,
     onCrc?: (index: number, crc: number) => void,
   ): Promise<AsyncGenerator<Buffer>> {
-    const { entries } = download.zipball;
+    const id = download.zipball.manifest.id;
     const known = new Map<number, number>();
-    entries.forEach((e, i) => {
+    download.zipball.entries.forEach((e, i) => {
       if (e.crc32 !== undefined) known.set(i, e.crc32);
     });
-    return openArchiveRange({
+    for (const [i, crc] of await this.#opts.crcs.load(id)) known.set(i, crc);
+    const recorder = this.#opts.crcs.recorder(id, (err) => this.#opts.logger.warn("could not record CRCs", describeError(err)));
+    const bytes = await openArchiveRange({
       layout: download.layout,
       sources: download.sources,
       storage: this.#opts.storage,
       start: range.start,
       end: range.end,
       knownCrcs: known,
-      lookupCrc: (indexes) => this.#computeCrcs(download, indexes, signal),
+      lookupCrc: async (indexes) => {
+        const computed = await this.#computeCrcs(download, indexes, signal);
+        for (const [i, crc] of computed) recorder.add(i, crc);
+        void recorder.flush();
+        return computed;
+      },
       readAhead: this.#opts.readAhead,
-      onCrc,
+      onCrc: (index, crc) => {
+        recorder.add(index, crc);
+        onCrc?.(index, crc);
+      },
       signal,
+    }).catch(async (err: unknown) => {
+      await recorder.flush();
+      throw err;
     });
+    return flushAtEnd(bytes, recorder.flush);
   }
 
   /** Last resort for CRCs of skipped entries: read the objects. */
@@ -160,6 +183,15 @@ export class ZipballService {
       out.set(i, crc);
     });
     return out;
+  }
+}
+
+/** Passes the bytes through, and writes the CRCs learnt back however the download ends. */
+async function* flushAtEnd(bytes: AsyncGenerator<Buffer>, flush: () => Promise<void>): AsyncGenerator<Buffer> {
+  try {
+    yield* bytes;
+  } finally {
+    void flush();
   }
 }
 
