@@ -41,6 +41,14 @@ export interface Config {
   ttlSeconds: number;
   /** Objects opened ahead of the one being streamed. */
   readAhead: number;
+  box: {
+    /** ZIPGATE_BOX_TTL: lifetime of a download URL until it is used. */
+    ttlSeconds: number;
+    /** ZIPGATE_BOX_MAX_DOWNLOADS: concurrent downloads per key. */
+    maxConcurrent: number;
+    /** ZIPGATE_BOX_ALLOW_RESUME: allow resuming a started download with Range. */
+    allowResume: boolean;
+  };
 }
 
 export class ConfigError extends Error {
@@ -121,15 +129,14 @@ function parseStorage(text: string, env: Record<string, string | undefined>, pro
     let prefix = slash < 0 ? "" : rest.slice(slash + 1).replace(/^\/+/, "");
     if (prefix !== "" && !prefix.endsWith("/")) prefix += "/";
     if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) problems.push(`ZIPGATE_STORAGE: "${bucket}" is not a valid bucket name`);
-    const force = env.ZIPGATE_S3_FORCE_PATH_STYLE ?? "false";
-    if (!/^(true|false|1|0)$/i.test(force)) problems.push("ZIPGATE_S3_FORCE_PATH_STYLE must be true or false");
+    const forcePathStyle = bool(env, "ZIPGATE_S3_FORCE_PATH_STYLE", problems);
     const endpoint = env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined;
     if (endpoint !== undefined && !/^https?:\/\/[^/]+/.test(endpoint)) problems.push(`AWS_ENDPOINT_URL_S3 must be an http(s) URL (got "${endpoint}")`);
     return {
       kind: "s3",
       bucket,
       prefix,
-      forcePathStyle: /^(true|1)$/i.test(force),
+      forcePathStyle,
       region: env.AWS_REGION || env.AWS_DEFAULT_REGION || "us-east-1",
       endpoint,
     };
@@ -155,6 +162,13 @@ function int(env: Record<string, string | undefined>, name: string, fallback: nu
     return fallback;
   }
   return value;
+}
+
+function bool(env: Record<string, string | undefined>, name: string, problems: string[]): boolean {
+  const text = env[name];
+  if (text === undefined || text === "") return false;
+  if (!/^(true|false|1|0)$/i.test(text)) problems.push(`${name} must be true or false (got "${text}")`);
+  return /^(true|1)$/i.test(text);
 }
 
 export function loadConfig(env: Record<string, string | undefined>): Config {
@@ -209,7 +223,18 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     else ttlSeconds = parsed;
   }
   const readAhead = int(env, "ZIPGATE_READ_AHEAD", 8, 1, 256, problems);
+  let boxTtl = 15 * 60;
+  if (env.ZIPGATE_BOX_TTL) {
+    const parsed = parseDuration(env.ZIPGATE_BOX_TTL);
+    if (parsed === undefined || parsed < 1) problems.push(`ZIPGATE_BOX_TTL must be a duration like "15m" (got "${env.ZIPGATE_BOX_TTL}")`);
+    else boxTtl = parsed;
+  }
+  const box = {
+    ttlSeconds: boxTtl,
+    maxConcurrent: int(env, "ZIPGATE_BOX_MAX_DOWNLOADS", 5, 1, 10_000, problems),
+    allowResume: bool(env, "ZIPGATE_BOX_ALLOW_RESUME", problems),
+  };
 
   if (problems.length > 0) throw new ConfigError(problems);
-  return { port, host, storage, apiKeys, signingSecret, publicUrl, domains, maxFiles, maxBytes, ttlSeconds, readAhead };
+  return { port, host, storage, apiKeys, signingSecret, publicUrl, domains, maxFiles, maxBytes, ttlSeconds, readAhead, box };
 }
