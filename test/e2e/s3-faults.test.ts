@@ -13,7 +13,8 @@ async function throttlingProxy(target: string, failures: () => number): Promise<
   const upstream = new URL(target);
   let gets = 0;
   const server = createServer((req, res) => {
-    const isObjectGet = req.method === "GET" && !(req.url ?? "").includes("list-type");
+    // Only reads of the object itself, not listings or the gateway's own state.
+    const isObjectGet = req.method === "GET" && (req.url ?? "").split("?")[0]?.endsWith("/t/a.txt") === true;
     if (isObjectGet) {
       gets += 1;
       if (gets <= failures()) {
