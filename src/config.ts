@@ -1,3 +1,5 @@
+import { isIP } from "node:net";
+
 /**
  * Configuration, read once from the environment by main.ts and passed down.
  * Every bad value is collected and reported at once.
@@ -41,6 +43,8 @@ export interface Config {
   ttlSeconds: number;
   /** Objects opened ahead of the one being streamed. */
   readAhead: number;
+  /** ZIPGATE_URL_ALLOW: non-public hosts and CIDRs URL objects may still fetch. */
+  urlAllow: string[];
   box: {
     /** ZIPGATE_BOX_TTL: lifetime of a download URL until it is used. */
     ttlSeconds: number;
@@ -229,6 +233,19 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     if (parsed === undefined || parsed < 1) problems.push(`ZIPGATE_BOX_TTL must be a duration like "15m" (got "${env.ZIPGATE_BOX_TTL}")`);
     else boxTtl = parsed;
   }
+  const urlAllow = (env.ZIPGATE_URL_ALLOW ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const entry of urlAllow) {
+    const [addr = "", bits] = entry.split("/");
+    const family = isIP(addr);
+    if (family === 0 && (bits !== undefined || !/^(\*\.)?[a-z0-9.-]+$/i.test(addr)))
+      problems.push(`ZIPGATE_URL_ALLOW: "${entry}" is neither a host nor a CIDR`);
+    if (family !== 0 && bits !== undefined && !(Number(bits) >= 0 && Number(bits) <= (family === 4 ? 32 : 128))) {
+      problems.push(`ZIPGATE_URL_ALLOW: "${entry}" has a bad prefix length`);
+    }
+  }
   const box = {
     ttlSeconds: boxTtl,
     maxConcurrent: int(env, "ZIPGATE_BOX_MAX_DOWNLOADS", 5, 1, 10_000, problems),
@@ -236,5 +253,5 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   };
 
   if (problems.length > 0) throw new ConfigError(problems);
-  return { port, host, storage, apiKeys, signingSecret, publicUrl, domains, maxFiles, maxBytes, ttlSeconds, readAhead, box };
+  return { port, host, storage, apiKeys, signingSecret, publicUrl, domains, maxFiles, maxBytes, ttlSeconds, readAhead, urlAllow, box };
 }

@@ -5,6 +5,7 @@ import type { Logger } from "./log.js";
 import { ZipballStore } from "./manifest/store.js";
 import { ManifestSigner } from "./manifest/token.js";
 import { loadSecrets } from "./secrets.js";
+import { UrlFetcher } from "./sources/url.js";
 import type { Storage } from "./storage/types.js";
 import { CrcBook } from "./zipball/crcs.js";
 import { IdIndex } from "./zipball/ids.js";
@@ -22,6 +23,7 @@ export async function createGateway(config: Config, storage: Storage, logger: Lo
     maxBytes: config.maxBytes,
     ttlSeconds: config.ttlSeconds,
     readAhead: config.readAhead,
+    urls: new UrlFetcher({ allow: config.urlAllow }),
     crcs: new CrcBook(storage, secrets.signingSecret),
     logger,
   });

@@ -1,23 +1,22 @@
 import { PassThrough, type Readable } from "node:stream";
 import ZipStream from "zip-stream";
-import type { Storage } from "../storage/types.js";
-import type { EntrySource } from "./stream.js";
+import type { EntryReader } from "./stream.js";
 
 export interface DeflateEntry {
   name: string;
   kind: "file" | "dir";
   mtimeMs: number;
-  source: EntrySource | null;
 }
 
 /**
- * The opt-in `deflate` mode: compressed entries written by zip-stream. Its
- * length is not known in advance, so it is served chunked, without Range.
+ * Archives written by zip-stream, whose length is not known in advance, so
+ * they are served chunked, without Range: the opt-in `deflate` mode, and
+ * stored archives holding a URL whose origin gives no length (`store`).
  * Objects are read one after another; an error destroys the output, so the
  * client sees a failed transfer rather than a short archive.
  */
-export function deflateArchive(entries: readonly DeflateEntry[], storage: Storage, signal: AbortSignal): Readable {
-  const zip = new ZipStream({ zlib: { level: 6 } });
+export function streamedArchive(entries: readonly DeflateEntry[], read: EntryReader, signal: AbortSignal, options: { store: boolean }): Readable {
+  const zip = new ZipStream({ zlib: { level: 6 }, store: options.store });
   const out = new PassThrough({ highWaterMark: 256 * 1024 });
   zip.on("error", (err: Error) => out.destroy(err));
   zip.pipe(out);
@@ -30,17 +29,17 @@ export function deflateArchive(entries: readonly DeflateEntry[], storage: Storag
 
   const add = (source: Readable | null, name: string, date: Date, dir: boolean): Promise<void> =>
     new Promise((resolve, reject) => {
-      zip.entry(source, { name, date, type: dir ? "directory" : "file", store: false }, (err) => (err ? reject(err) : resolve()));
+      zip.entry(source, { name, date, type: dir ? "directory" : "file", store: options.store }, (err) => (err ? reject(err) : resolve()));
     });
 
   (async () => {
-    for (const entry of entries) {
+    for (const [index, entry] of entries.entries()) {
       const date = new Date(entry.mtimeMs);
-      if (entry.kind === "dir" || !entry.source) {
+      if (entry.kind === "dir") {
         await add(null, entry.name, date, true);
         continue;
       }
-      const body = await storage.read(entry.source.key, { etag: entry.source.etag, signal });
+      const body = await read(index, undefined, signal);
       current = body;
       // zip-stream does not see errors of its source; forward them.
       const failed = new Promise<never>((_, reject) => body.once("error", reject));

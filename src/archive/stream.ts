@@ -1,20 +1,17 @@
 import type { Readable } from "node:stream";
 import { crc32 } from "node:zlib";
 import { ObjectChanged } from "../errors.js";
-import type { Storage } from "../storage/types.js";
 import { centralRecord, crcsNeeded, dataDescriptor, endRecords, type Layout, type LayoutEntry, localHeader, segments } from "./layout.js";
 
-/** Where a file entry's bytes come from. */
-export interface EntrySource {
-  key: string;
-  etag: string;
-}
+/**
+ * Opens the data of one file entry (by index), or a byte range of it
+ * (start inclusive, end exclusive, relative to the entry's data).
+ */
+export type EntryReader = (index: number, range: { start: number; end: number } | undefined, signal: AbortSignal | undefined) => Promise<Readable>;
 
 export interface ArchiveStreamOptions {
   layout: Layout;
-  /** One per layout entry; null for directories. */
-  sources: readonly (EntrySource | null)[];
-  storage: Storage;
+  read: EntryReader;
   /** Half-open byte range of the archive to produce. @default the whole archive */
   start?: number;
   end?: number;
@@ -43,7 +40,7 @@ const DEFAULT_READ_AHEAD = 8;
  * the iterator, and the caller must abort the transfer.
  */
 export async function openArchiveRange(opts: ArchiveStreamOptions): Promise<AsyncGenerator<Buffer, void, undefined>> {
-  const { layout, sources, storage, signal } = opts;
+  const { layout, signal } = opts;
   const start = opts.start ?? 0;
   const end = opts.end ?? layout.total;
   const crcs = new Map<number, number>(opts.knownCrcs ?? []);
@@ -57,7 +54,7 @@ export async function openArchiveRange(opts: ArchiveStreamOptions): Promise<Asyn
   const dataSegments: Array<{ index: number; start: number; end: number }> = [];
   for (const seg of segments(layout, start, end)) if (seg.kind === "data") dataSegments.push(seg);
 
-  const reader = new ReadAhead(storage, sources, dataSegments, layout, opts.readAhead ?? DEFAULT_READ_AHEAD, signal);
+  const reader = new ReadAhead(opts.read, dataSegments, layout, opts.readAhead ?? DEFAULT_READ_AHEAD, signal);
   try {
     // Open the first object now: a missing or changed first object is still a clean error.
     if (dataSegments.length > 0) await reader.peek();
@@ -126,7 +123,7 @@ async function* generate(
           let got = 0;
           for await (const chunk of body.stream as AsyncIterable<Buffer>) {
             got += chunk.length;
-            if (got > expected) throw new ObjectChanged(body.key);
+            if (got > expected) throw new ObjectChanged(e.name.toString());
             if (whole) crc = crc32(chunk, crc);
             if (chunk.length >= BATCH) {
               if (batched > 0) yield take();
@@ -137,7 +134,7 @@ async function* generate(
               if (batched >= BATCH) yield take();
             }
           }
-          if (got !== expected) throw new ObjectChanged(body.key);
+          if (got !== expected) throw new ObjectChanged(e.name.toString());
           if (whole) {
             crcs.set(seg.index, crc);
             opts.onCrc?.(seg.index, crc);
@@ -156,7 +153,6 @@ async function* generate(
 }
 
 interface OpenBody {
-  key: string;
   stream: Readable;
 }
 
@@ -168,8 +164,7 @@ class ReadAhead {
   #closed = false;
 
   constructor(
-    private readonly storage: Storage,
-    private readonly sources: readonly (EntrySource | null)[],
+    private readonly read: EntryReader,
     private readonly segs: ReadonlyArray<{ index: number; start: number; end: number }>,
     private readonly layout: Layout,
     private readonly depth: number,
@@ -179,17 +174,15 @@ class ReadAhead {
   #fill(): void {
     while (!this.#closed && this.#pending.length < this.depth && this.#nextToOpen < this.segs.length) {
       const seg = this.segs[this.#nextToOpen++] as { index: number; start: number; end: number };
-      const source = this.sources[seg.index];
       const entry = this.layout.entries[seg.index] as LayoutEntry;
-      if (!source) throw new Error(`entry ${seg.index} has data but no source`);
       const range =
         seg.start === entry.dataOffset && seg.end === entry.dataOffset + entry.size
           ? undefined
           : { start: seg.start - entry.dataOffset, end: seg.end - entry.dataOffset };
-      const opened = this.storage.read(source.key, { etag: source.etag, range, signal: this.signal }).then((stream) => {
+      const opened = this.read(seg.index, range, this.signal).then((stream) => {
         // A body opened after close() would never be consumed.
         if (this.#closed) stream.destroy();
-        return { key: source.key, stream };
+        return { stream };
       });
       opened.catch(() => {}); // awaited later; avoid an unhandled rejection meanwhile
       this.#pending.push(opened);

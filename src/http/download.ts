@@ -4,7 +4,7 @@ import type { HttpBindings } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import type { Context } from "hono";
 import type { AppEnv } from "../api/deps.js";
-import { deflateArchive } from "../archive/deflate.js";
+import { streamedArchive } from "../archive/deflate.js";
 import { describeError, type Logger } from "../log.js";
 import type { Download, ZipballService } from "../zipball/service.js";
 import { contentDisposition } from "./disposition.js";
@@ -41,6 +41,7 @@ export interface ServeOptions {
 export async function serveDownload(service: ZipballService, download: Download, opts: ServeOptions): Promise<Response> {
   const now = opts.now ?? Date.now();
   const deflate = download.zipball.manifest.compression === "deflate";
+  const chunked = deflate || download.chunked;
   const maxAge = Math.max(0, Math.floor((download.expiresAt.getTime() - now) / 1000));
   const headers = new Headers({
     "Content-Type": "application/zip",
@@ -50,12 +51,12 @@ export async function serveDownload(service: ZipballService, download: Download,
     "X-Content-Type-Options": "nosniff",
     "X-Request-Id": opts.requestId,
   });
-  if (deflate) {
-    // Compressed output is not deterministic in length: no validators, no ranges.
+  if (chunked) {
+    // Compressed output, or an origin that gave no length: no exact length, no validators, no ranges.
     headers.set("Accept-Ranges", "none");
     headers.set("Cache-Control", "private, no-store");
     if (opts.method === "HEAD") return new Response(null, { status: 200, headers });
-    return streamDeflate(service, download, headers, opts);
+    return streamChunked(service, download, headers, opts, { store: !deflate });
   }
 
   headers.set("Accept-Ranges", "bytes");
@@ -159,14 +160,11 @@ function linkAbort(signal: AbortSignal, controller: AbortController): () => void
   return () => signal.removeEventListener("abort", onGone);
 }
 
-function streamDeflate(service: ZipballService, download: Download, headers: Headers, opts: ServeOptions): Response {
+function streamChunked(service: ZipballService, download: Download, headers: Headers, opts: ServeOptions, mode: { store: boolean }): Response {
   const controller = new AbortController();
   const unlink = linkAbort(opts.signal, controller);
-  const entries = download.indexes.map((p, i) => {
-    const e = download.zipball.entries[p] as (typeof download.zipball.entries)[number];
-    return { name: e.name, kind: e.kind, mtimeMs: e.mtimeMs, source: download.sources[i] ?? null };
-  });
-  const body: Readable = deflateArchive(entries, service.storage, controller.signal);
+  const entries = download.indexes.map((p) => download.zipball.entries[p] as (typeof download.zipball.entries)[number]);
+  const body: Readable = streamedArchive(entries, service.reader(download), controller.signal, mode);
   controller.signal.addEventListener("abort", unlink, { once: true });
   opts.hooks?.onStart?.();
   return sendBody(opts.outgoing, 200, headers, body, undefined, controller, opts);

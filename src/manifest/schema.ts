@@ -1,5 +1,8 @@
 /** What a client asked for, normalised: store keys, not request paths. */
-export type RequestedItem = { type: "file"; key: string; name?: string | undefined } | { type: "folder"; key: string; name?: string | undefined };
+export type RequestedItem =
+  | { type: "file"; key: string; name?: string | undefined }
+  | { type: "folder"; key: string; name?: string | undefined }
+  | { type: "url"; url: string; name?: string | undefined };
 
 /** The signed manifest: what was asked for, with options, owner and expiry. */
 export interface Manifest {
@@ -39,4 +42,8 @@ export interface PinnedEntry {
   etag?: string | undefined;
   /** Full-object CRC32 where the store keeps one. */
   crc32?: number | undefined;
+  /** For entries fetched from a URL instead of the store. */
+  url?: string | undefined;
+  /** The origin gave no length: the archive is streamed chunked, without Range. */
+  unknownSize?: boolean | undefined;
 }

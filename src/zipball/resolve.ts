@@ -1,11 +1,14 @@
 import { NameAllocator, type Rename, safeSegments } from "../archive/names.js";
 import { GatewayError, ObjectNotFound } from "../errors.js";
 import type { PinnedEntry, RequestedItem } from "../manifest/schema.js";
+import type { UrlFetcher, UrlInfo } from "../sources/url.js";
 import type { Storage } from "../storage/types.js";
 import { mapLimit } from "../util/concurrency.js";
 
 export interface ResolveOptions {
   storage: Storage;
+  /** Fetcher for URL items (SSRF-guarded). */
+  urls: UrlFetcher;
   maxFiles: number;
   maxBytes: number;
   signal?: AbortSignal | undefined;
@@ -32,8 +35,19 @@ export interface Resolution {
 
 type Found =
   | { type: "file"; info: Awaited<ReturnType<Storage["stat"]>> }
+  | { type: "url"; url: string; info: UrlInfo }
   | { type: "folder"; listing: Array<import("../storage/types.js").ListItem> }
   | { type: "missing"; key: string };
+
+function urlBaseName(url: string): string {
+  const path = new URL(url).pathname;
+  const last = path.slice(path.lastIndexOf("/") + 1);
+  try {
+    return decodeURIComponent(last) || "download";
+  } catch {
+    return last || "download";
+  }
+}
 
 function baseName(key: string): string {
   const trimmed = key.endsWith("/") ? key.slice(0, -1) : key;
@@ -66,6 +80,18 @@ export async function resolveItems(items: readonly RequestedItem[], options: Res
 
   const found = await mapLimit(items, options.concurrency ?? 16, async (item): Promise<Found> => {
     try {
+      if (item.type === "url") {
+        const url = options.urls.parse(item.url);
+        await options.urls.check(url);
+        const info = await options.urls.probe(url, signal).catch((err: unknown) => {
+          // At creation an origin's 404 is a missing object, like a missing path.
+          if (err instanceof GatewayError && (err.details?.status === 404 || err.details?.status === 410)) return null;
+          throw err;
+        });
+        if (!info) return { type: "missing", key: url.href };
+        count(info.size ?? 0);
+        return { type: "url", url: url.href, info };
+      }
       if (item.type === "file") {
         const info = await storage.stat(item.key, { signal: signal as AbortSignal });
         count(info.size);
@@ -78,26 +104,45 @@ export async function resolveItems(items: readonly RequestedItem[], options: Res
       }
       return { type: "folder", listing };
     } catch (err) {
-      if (err instanceof ObjectNotFound) return { type: "missing", key: item.key };
+      if (err instanceof ObjectNotFound) return { type: "missing", key: item.type === "url" ? item.url : item.key };
       throw err;
     }
   });
 
-  const missing = found.filter((f): f is Extract<Found, { type: "missing" }> => f.type === "missing").map((f) => `/${f.key}`);
+  const missing = found
+    .filter((f): f is Extract<Found, { type: "missing" }> => f.type === "missing")
+    .map((f) => (/^https?:/.test(f.key) ? f.key : `/${f.key}`));
   if (missing.length > 0) {
     throw new GatewayError(404, "not_found", `${missing.length} of the requested objects ${missing.length === 1 ? "does" : "do"} not exist`, {
       details: { missing },
     });
   }
 
+  const now = Date.now();
   const names = new NameAllocator();
   const entries: PinnedEntry[] = [];
   const resolved: ResolvedItem[] = [];
   found.forEach((f, index) => {
     const item = items[index] as RequestedItem;
-    const wantedSegments = safeSegments(item.name ?? baseName(item.key));
+    const wantedSegments = safeSegments(item.name ?? (item.type === "url" ? urlBaseName(item.url) : baseName(item.key)));
     if (wantedSegments.length === 0) wantedSegments.push("_");
     const wanted = wantedSegments.join("/");
+    if (f.type === "url") {
+      const { path } = names.place(wantedSegments, "file", index, "shared");
+      const { size, etag, lastModifiedMs } = f.info;
+      entries.push({
+        name: path,
+        kind: "file",
+        size: size ?? 0,
+        unknownSize: size === undefined || undefined,
+        mtimeMs: lastModifiedMs ?? now,
+        item: index,
+        url: f.url,
+        etag,
+      });
+      resolved.push({ type: "url", wanted, given: path });
+      return;
+    }
     if (f.type === "file") {
       const { path } = names.place(wantedSegments, "file", index, "shared");
       entries.push({
@@ -113,7 +158,7 @@ export async function resolveItems(items: readonly RequestedItem[], options: Res
       resolved.push({ type: "file", wanted, given: path });
       return;
     }
-    if (f.type !== "folder") return;
+    if (f.type !== "folder" || item.type !== "folder") return;
     const top = names.place(wantedSegments, "dir", index, index);
     const topSegments = top.path.slice(0, -1).split("/");
     const folderMtime = f.listing.reduce((m, e) => Math.max(m, e.mtimeMs), 0);

@@ -2,19 +2,25 @@ import { createHash, randomUUID } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { LRUCache } from "lru-cache";
 import { computeLayout, type Layout } from "../archive/layout.js";
-import { type EntrySource, openArchiveRange } from "../archive/stream.js";
+import { type EntryReader, openArchiveRange } from "../archive/stream.js";
 import { checkScopes } from "../auth.js";
 import { GatewayError } from "../errors.js";
 import { describeError, type Logger } from "../log.js";
 import type { Manifest, PinnedEntry, RequestedItem } from "../manifest/schema.js";
 import type { Zipball, ZipballStore } from "../manifest/store.js";
+import type { UrlFetcher } from "../sources/url.js";
 import type { Storage } from "../storage/types.js";
 import { mapLimit } from "../util/concurrency.js";
 import type { CrcBook } from "./crcs.js";
 import { type Resolution, resolveItems } from "./resolve.js";
 
+/** Where a file entry's bytes come from: a stored object, or a URL. */
+export type EntrySource = { key: string; etag: string } | { url: string; etag: string | undefined };
+
 export interface ZipballServiceOptions {
   storage: Storage;
+  /** Fetcher for URL objects (SSRF-guarded). */
+  urls: UrlFetcher;
   zipballs: ZipballStore;
   maxFiles: number;
   maxBytes: number;
@@ -50,6 +56,8 @@ export interface Download {
   indexes: number[];
   layout: Layout;
   sources: (EntrySource | null)[];
+  /** Some origin gave no length: streamed chunked, without Range. */
+  chunked: boolean;
   /** Strong validator of the archive's bytes. */
   etag: string;
   lastModified: Date;
@@ -78,10 +86,11 @@ export class ZipballService {
   async create(input: CreateInput, now = Date.now()): Promise<{ zipball: Zipball; resolution: Resolution }> {
     checkScopes(
       input.scopes,
-      input.items.map((i) => i.key),
+      input.items.flatMap((i) => (i.type === "url" ? [] : [i.key])),
     );
     const resolution = await resolveItems(input.items, {
       storage: this.#opts.storage,
+      urls: this.#opts.urls,
       maxFiles: this.#opts.maxFiles,
       maxBytes: this.#opts.maxBytes,
     });
@@ -129,6 +138,7 @@ export class ZipballService {
     const { entries } = download.zipball;
     await mapLimit(download.indexes, 16, async (i) => {
       const e = entries[i] as PinnedEntry;
+      // URL objects are checked as they are fetched.
       if (e.kind !== "file" || e.key === undefined) return;
       try {
         const info = await this.#opts.storage.stat(e.key, { signal: signal as AbortSignal });
@@ -168,8 +178,7 @@ export class ZipballService {
     const recorder = this.#opts.crcs.recorder(id, (err) => this.#opts.logger.warn("could not record CRCs", describeError(err)));
     const bytes = await openArchiveRange({
       layout: download.layout,
-      sources: download.sources,
-      storage: this.#opts.storage,
+      read: this.reader(download),
       start: range.start,
       end: range.end,
       knownCrcs: known,
@@ -192,21 +201,30 @@ export class ZipballService {
     return flushAtEnd(bytes, recorder.flush);
   }
 
+  /** Opens an archive entry's data: a stored object (with its pinned identity) or a URL. */
+  reader(download: Download): EntryReader {
+    return (index, range, signal) => {
+      const source = download.sources[index];
+      if (!source) return Promise.reject(new Error(`entry ${index} has no data source`));
+      if ("url" in source) return this.#opts.urls.open(new URL(source.url), { range, etag: source.etag, signal });
+      return this.#opts.storage.read(source.key, { etag: source.etag, range, signal });
+    };
+  }
+
   /** Last resort for CRCs of skipped entries: read the objects. */
   async #computeCrcs(download: Download, indexes: number[], signal: AbortSignal): Promise<Map<number, number>> {
     const out = new Map<number, number>();
+    const read = this.reader(download);
     await mapLimit(indexes, this.#opts.crcConcurrency ?? 4, async (i) => {
-      const source = download.sources[i];
       const entry = download.zipball.entries[download.indexes[i] as number] as PinnedEntry;
-      if (!source) return;
-      const body = await this.#opts.storage.read(source.key, { etag: source.etag, signal });
+      const body = await read(i, undefined, signal);
       let crc = 0;
       let size = 0;
       for await (const chunk of body as AsyncIterable<Buffer>) {
         crc = crc32(chunk, crc);
         size += chunk.length;
       }
-      if (size !== entry.size) throw new GatewayError(409, "object_changed", `object changed since the zipball was created: /${source.key}`);
+      if (size !== entry.size) throw new GatewayError(409, "object_changed", `object changed since the zipball was created: ${entry.name}`);
       out.set(i, crc);
     });
     return out;
@@ -222,7 +240,11 @@ function prepare(zipball: Zipball, skipped: ReadonlySet<number>): Download {
   });
   const entries = indexes.map((i) => zipball.entries[i] as PinnedEntry);
   const layout = computeLayout(entries);
-  const sources = entries.map((e): EntrySource | null => (e.kind === "file" && e.key !== undefined ? { key: e.key, etag: e.etag ?? "" } : null));
+  const sources = entries.map((e): EntrySource | null => {
+    if (e.kind !== "file") return null;
+    if (e.url !== undefined) return { url: e.url, etag: e.etag };
+    return e.key === undefined ? null : { key: e.key, etag: e.etag ?? "" };
+  });
   const variant = skipped.size === 0 ? "" : `\n${[...skipped].sort((a, b) => a - b).join(",")}`;
   const etag = `"${createHash("sha256").update(`${manifest.id}\n${manifest.entries}${variant}`).digest("base64url").slice(0, 32)}"`;
   return {
@@ -230,6 +252,7 @@ function prepare(zipball: Zipball, skipped: ReadonlySet<number>): Download {
     indexes,
     layout,
     sources,
+    chunked: entries.some((e) => e.unknownSize),
     etag,
     lastModified: new Date(manifest.iat * 1000),
     expiresAt: new Date(manifest.exp * 1000),

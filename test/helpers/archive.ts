@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { computeLayout, type LayoutInput } from "../../src/archive/layout.js";
-import { type EntrySource, openArchiveRange } from "../../src/archive/stream.js";
+import { openArchiveRange } from "../../src/archive/stream.js";
 import { createFsStorage } from "../../src/storage/fs.js";
 import type { Storage } from "../../src/storage/types.js";
 
@@ -35,7 +35,7 @@ export async function collect(iter: AsyncIterable<Buffer>): Promise<Buffer> {
 /** Builds an archive straight from the layout and stream modules, from stored keys. */
 export async function archiveOf(storage: Storage, items: Array<{ name: string; key?: string; kind?: "file" | "dir" }>, range?: { start: number; end: number }) {
   const inputs: LayoutInput[] = [];
-  const sources: (EntrySource | null)[] = [];
+  const sources: ({ key: string; etag: string } | null)[] = [];
   for (const item of items) {
     if (item.kind === "dir") {
       inputs.push({ name: item.name, kind: "dir", size: 0, mtimeMs: 1_700_000_000_000 });
@@ -47,7 +47,11 @@ export async function archiveOf(storage: Storage, items: Array<{ name: string; k
     sources.push({ key: info.key, etag: info.etag });
   }
   const layout = computeLayout(inputs);
-  const body = await collect(await openArchiveRange({ layout, sources, storage, ...range }));
+  const read = (i: number, r: { start: number; end: number } | undefined, signal: AbortSignal | undefined) => {
+    const source = sources[i] as { key: string; etag: string };
+    return storage.read(source.key, { etag: source.etag, range: r, signal });
+  };
+  const body = await collect(await openArchiveRange({ layout, read, ...range }));
   return { layout, body };
 }
 

@@ -8,7 +8,7 @@ import { keyFromPath } from "../../storage/keys.js";
 import { jsonObject, onlyFields, optionalString } from "../body.js";
 import type { ApiDeps, AppEnv } from "../deps.js";
 
-const OBJECT_FIELDS = ["path", "id", "folder", "name"] as const;
+const OBJECT_FIELDS = ["path", "id", "folder", "url", "name"] as const;
 
 /**
  * The BitPaket ZipBall flavour:
@@ -40,7 +40,7 @@ export function bitpaketRoutes(deps: ApiDeps): Hono<AppEnv> {
     }
 
     const items = await parseObjects(objects, deps);
-    const { zipball } = await deps.service.create({
+    const { zipball, resolution } = await deps.service.create({
       flavour: "bitpaket",
       items,
       filename: name === undefined ? undefined : safeSegment(name),
@@ -61,6 +61,10 @@ export function bitpaketRoutes(deps: ApiDeps): Hono<AppEnv> {
             domains: deps.domains.map((d) => ({ domain: d.replace(/^https?:\/\//, ""), url: `${d.startsWith("http") ? d : `https://${d}`}${path}` })),
           },
           expires_at: new Date(zipball.manifest.exp * 1000).toISOString(),
+          // An origin that gives no length makes the archive's length unknowable in advance.
+          ...(resolution.entries.some((e) => e.unknownSize)
+            ? { exact_length: false, notice: "a URL object has no known length: the archive is sent chunked, without Content-Length or Range" }
+            : { exact_length: true }),
         },
       },
       201,
@@ -109,11 +113,15 @@ async function parseObjects(objects: unknown[], deps: ApiDeps): Promise<Requeste
       }
       const obj = o as Record<string, unknown>;
       onlyFields(obj, OBJECT_FIELDS, where);
-      const given = (["path", "id", "folder"] as const).filter((k) => obj[k] !== undefined);
+      const given = (["path", "id", "folder", "url"] as const).filter((k) => obj[k] !== undefined);
       if (given.length !== 1) {
-        throw new GatewayError(400, "invalid_object", `${where} must have exactly one of "path", "id" or "folder"`, { details: { index } });
+        throw new GatewayError(400, "invalid_object", `${where} must have exactly one of "path", "id", "folder" or "url"`, { details: { index } });
       }
       const name = optionalString(obj.name, `${where}.name`);
+      if (obj.url !== undefined) {
+        if (typeof obj.url !== "string") throw new GatewayError(400, "invalid_url", `${where}.url must be a string`, { details: { index } });
+        return { type: "url", url: obj.url, name };
+      }
       if (obj.folder !== undefined) return { type: "folder", key: keyFromPath(obj.folder, "folder", `${where}.folder`), name };
       if (obj.path !== undefined) return { type: "file", key: keyFromPath(obj.path, "path", `${where}.path`), name };
       if (typeof obj.id !== "string") throw new GatewayError(400, "invalid_id", `${where}.id must be a string`, { details: { index } });
