@@ -5,6 +5,7 @@ import { Hono } from "hono";
 import { bitpaketRoutes } from "./api/bitpaket/index.js";
 import { boxRoutes } from "./api/box/index.js";
 import type { ApiDeps, AppEnv } from "./api/deps.js";
+import { type ZipkitDeps, zipkitRoutes } from "./api/zipkit/index.js";
 import { GatewayError, toGatewayError } from "./errors.js";
 import { errorBody, flavourOf } from "./http/errors.js";
 import { describeError, redactPath } from "./log.js";
@@ -12,7 +13,7 @@ import { describeError, redactPath } from "./log.js";
 const REQUEST_ID = /^[\w.-]{1,64}$/;
 
 /** The whole HTTP surface: every API flavour on one engine, one error mapping. */
-export function createApp(deps: ApiDeps): Hono<AppEnv> {
+export function createApp(deps: ApiDeps & ZipkitDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   app.use(async (c, next) => {
@@ -35,6 +36,7 @@ export function createApp(deps: ApiDeps): Hono<AppEnv> {
 
   app.get("/healthz", (c) => c.json({ ok: true }));
   app.route("/", boxRoutes(deps));
+  app.route("/", zipkitRoutes(deps));
   app.route("/", bitpaketRoutes(deps));
 
   app.notFound((c) => {

@@ -19,6 +19,17 @@ export type StorageConfig =
       endpoint: string | undefined;
     };
 
+/** A bucket jobs may write into (ZIPGATE_DESTINATIONS). */
+export interface Destination {
+  bucket: string;
+  service: "s3" | "r2";
+  region: string;
+  endpoint: string | undefined;
+  forcePathStyle: boolean;
+  /** Explicit keys; otherwise the SDK's standard credential chain. */
+  credentials: { accessKeyId: string; secretAccessKey: string } | undefined;
+}
+
 export interface ApiKey {
   key: string;
   /** Path prefixes (`/dir/`) the key may read; undefined = everything. */
@@ -45,6 +56,16 @@ export interface Config {
   readAhead: number;
   /** ZIPGATE_URL_ALLOW: non-public hosts and CIDRs URL objects may still fetch. */
   urlAllow: string[];
+  jobs: {
+    /** ZIPGATE_DESTINATIONS: buckets jobs may write into. */
+    destinations: Destination[];
+    /** ZIPGATE_JOB_CONCURRENCY */
+    concurrency: number;
+    /** ZIPGATE_JOB_LEASE, in ms. */
+    leaseMs: number;
+    /** ZIPGATE_WEBHOOK_URL and friends. */
+    webhook: { url: string; secret: string; attempts: number; backoffMs: number } | undefined;
+  };
   box: {
     /** ZIPGATE_BOX_TTL: lifetime of a download URL until it is used. */
     ttlSeconds: number;
@@ -168,6 +189,47 @@ function int(env: Record<string, string | undefined>, name: string, fallback: nu
   return value;
 }
 
+/**
+ * `[{"bucket": "exports", "service": "s3"|"r2", "endpoint": "…", "region": "…",
+ *   "access_key_id": "…", "secret_access_key": "…", "force_path_style": true}]`
+ */
+function parseDestinations(text: string | undefined, problems: string[]): Destination[] {
+  if (!text) return [];
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    problems.push("ZIPGATE_DESTINATIONS must be a JSON array");
+    return [];
+  }
+  if (!Array.isArray(value)) {
+    problems.push("ZIPGATE_DESTINATIONS must be a JSON array");
+    return [];
+  }
+  const out: Destination[] = [];
+  value.forEach((d: Record<string, unknown>, i) => {
+    const where = `ZIPGATE_DESTINATIONS[${i}]`;
+    if (typeof d !== "object" || d === null || typeof d.bucket !== "string" || d.bucket === "") return problems.push(`${where} needs a "bucket"`);
+    const service = d.service ?? "s3";
+    if (service !== "s3" && service !== "r2") return problems.push(`${where}.service must be "s3" or "r2"`);
+    if (service === "r2" && typeof d.endpoint !== "string") return problems.push(`${where}: an r2 destination needs its "endpoint"`);
+    if (d.endpoint !== undefined && (typeof d.endpoint !== "string" || !/^https?:\/\//.test(d.endpoint)))
+      return problems.push(`${where}.endpoint must be an http(s) URL`);
+    const keys = typeof d.access_key_id === "string" && typeof d.secret_access_key === "string";
+    if ((d.access_key_id !== undefined || d.secret_access_key !== undefined) && !keys)
+      return problems.push(`${where} needs both access_key_id and secret_access_key`);
+    out.push({
+      bucket: d.bucket,
+      service,
+      region: typeof d.region === "string" ? d.region : service === "r2" ? "auto" : "us-east-1",
+      endpoint: d.endpoint as string | undefined,
+      forcePathStyle: d.force_path_style === true,
+      credentials: keys ? { accessKeyId: d.access_key_id as string, secretAccessKey: d.secret_access_key as string } : undefined,
+    });
+  });
+  return out;
+}
+
 function bool(env: Record<string, string | undefined>, name: string, problems: string[]): boolean {
   const text = env[name];
   if (text === undefined || text === "") return false;
@@ -246,6 +308,28 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       problems.push(`ZIPGATE_URL_ALLOW: "${entry}" has a bad prefix length`);
     }
   }
+  const jobs = {
+    destinations: parseDestinations(env.ZIPGATE_DESTINATIONS, problems),
+    concurrency: int(env, "ZIPGATE_JOB_CONCURRENCY", 2, 1, 64, problems),
+    leaseMs: 30_000,
+    webhook: undefined as Config["jobs"]["webhook"],
+  };
+  if (env.ZIPGATE_JOB_LEASE) {
+    const parsed = parseDuration(env.ZIPGATE_JOB_LEASE);
+    if (parsed === undefined || parsed < 1) problems.push(`ZIPGATE_JOB_LEASE must be a duration like "30s" (got "${env.ZIPGATE_JOB_LEASE}")`);
+    else jobs.leaseMs = parsed * 1000;
+  }
+  if (env.ZIPGATE_WEBHOOK_URL) {
+    if (!/^https?:\/\/[^/]+/.test(env.ZIPGATE_WEBHOOK_URL)) problems.push("ZIPGATE_WEBHOOK_URL must be an http(s) URL");
+    const secret = env.ZIPGATE_WEBHOOK_SECRET ?? "";
+    if (Buffer.byteLength(secret) < 16) problems.push("ZIPGATE_WEBHOOK_SECRET must be set (at least 16 bytes) with ZIPGATE_WEBHOOK_URL");
+    jobs.webhook = {
+      url: env.ZIPGATE_WEBHOOK_URL,
+      secret,
+      attempts: int(env, "ZIPGATE_WEBHOOK_ATTEMPTS", 5, 1, 20, problems),
+      backoffMs: int(env, "ZIPGATE_WEBHOOK_BACKOFF_MS", 1000, 1, 600_000, problems),
+    };
+  }
   const box = {
     ttlSeconds: boxTtl,
     maxConcurrent: int(env, "ZIPGATE_BOX_MAX_DOWNLOADS", 5, 1, 10_000, problems),
@@ -253,5 +337,5 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   };
 
   if (problems.length > 0) throw new ConfigError(problems);
-  return { port, host, storage, apiKeys, signingSecret, publicUrl, domains, maxFiles, maxBytes, ttlSeconds, readAhead, urlAllow, box };
+  return { port, host, storage, apiKeys, signingSecret, publicUrl, domains, maxFiles, maxBytes, ttlSeconds, readAhead, urlAllow, jobs, box };
 }

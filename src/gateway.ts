@@ -1,6 +1,8 @@
 import { createApp } from "./app.js";
 import { ApiKeys } from "./auth.js";
 import type { Config } from "./config.js";
+import { JobRunner } from "./jobs/runner.js";
+import { JobStore } from "./jobs/store.js";
 import type { Logger } from "./log.js";
 import { ZipballStore } from "./manifest/store.js";
 import { ManifestSigner } from "./manifest/token.js";
@@ -16,6 +18,7 @@ import { ZipballService } from "./zipball/service.js";
 export async function createGateway(config: Config, storage: Storage, logger: Logger) {
   const secrets = await loadSecrets(storage, config);
   const zipballs = new ZipballStore({ storage, signer: new ManifestSigner(secrets.signingSecret) });
+  const urls = new UrlFetcher({ allow: config.urlAllow });
   const service = new ZipballService({
     storage,
     zipballs,
@@ -23,9 +26,19 @@ export async function createGateway(config: Config, storage: Storage, logger: Lo
     maxBytes: config.maxBytes,
     ttlSeconds: config.ttlSeconds,
     readAhead: config.readAhead,
-    urls: new UrlFetcher({ allow: config.urlAllow }),
+    urls,
     crcs: new CrcBook(storage, secrets.signingSecret),
     logger,
+  });
+  const jobs = new JobStore(storage);
+  const runner = new JobRunner({
+    jobs,
+    service,
+    destinations: config.jobs.destinations,
+    logger,
+    concurrency: config.jobs.concurrency,
+    leaseMs: config.jobs.leaseMs,
+    webhook: config.jobs.webhook,
   });
   const app = createApp({
     service,
@@ -37,6 +50,9 @@ export async function createGateway(config: Config, storage: Storage, logger: Lo
     maxItems: config.maxFiles,
     progress: new ProgressStore(storage),
     box: config.box,
+    jobs,
+    runner,
+    urls,
   });
-  return { app, service, secrets };
+  return { app, service, secrets, runner };
 }

@@ -18,7 +18,8 @@ async function main(): Promise<void> {
     throw err;
   }
   const storage = await createStorage(config.storage);
-  const { app, secrets } = await createGateway(config, storage, logger);
+  const { app, secrets, runner } = await createGateway(config, storage, logger);
+  runner.start();
   const server = createHttpServer(app);
   server.listen(config.port, config.host, () => {
     const base = config.publicUrl;
@@ -35,9 +36,12 @@ async function main(): Promise<void> {
   });
   const stop = (signal: string): void => {
     logger.info("shutting down", { signal });
-    server.close(() => {
-      void storage.close().finally(() => process.exit(0));
-    });
+    // Jobs in flight stop and stay "processing": the next start runs them again.
+    void runner.stop().finally(() =>
+      server.close(() => {
+        void storage.close().finally(() => process.exit(0));
+      }),
+    );
     // Downloads in flight may be long; do not wait forever.
     setTimeout(() => process.exit(0), 10_000).unref();
   };

@@ -9,7 +9,7 @@ export interface Manifest {
   /** The zipball id (UUIDv4), also the token's `jti`. */
   id: string;
   /** Which API flavour made it. */
-  flavour: "bitpaket" | "box";
+  flavour: "bitpaket" | "box" | "zipkit";
   items: RequestedItem[];
   /** Download file name, with `.zip`. */
   filename: string;

@@ -58,10 +58,32 @@ const NON_PUBLIC_V6 = [
 ] as const;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
-/** IPv4 embedded in an IPv4-mapped or NAT64 IPv6 address. */
+/** The eight 16-bit groups of an IPv6 address (a dotted IPv4 tail included). */
+function groupsV6(ip: string): number[] | undefined {
+  let text = ip.toLowerCase();
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (dotted) {
+    const [a, b, c, d] = dotted.slice(1).map(Number) as [number, number, number, number];
+    text = `${text.slice(0, dotted.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head = "", tail] = text.split("::");
+  const left = head === "" ? [] : head.split(":");
+  const right = tail === undefined || tail === "" ? [] : tail.split(":");
+  const fill = tail === undefined ? 0 : 8 - left.length - right.length;
+  const groups = [...left, ...Array(Math.max(0, fill)).fill("0"), ...right].map((g) => Number.parseInt(g, 16));
+  return groups.length === 8 && groups.every((g) => g >= 0 && g <= 0xffff) ? groups : undefined;
+}
+
+/** IPv4 embedded in an IPv4-mapped (::ffff:0:0/96) or NAT64 (64:ff9b::/96) IPv6 address. */
 function embeddedV4(ip: string): string | undefined {
-  const m = /^(?:::ffff:|64:ff9b::)(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
-  return m?.[1];
+  if (isIP(ip) !== 6) return undefined;
+  const g = groupsV6(ip);
+  if (!g) return undefined;
+  const mapped = g.slice(0, 6).join(",") === "0,0,0,0,0,65535";
+  const nat64 = g.slice(0, 6).join(",") === "100,65435,0,0,0,0";
+  if (!mapped && !nat64) return undefined;
+  const [hi, lo] = [g[6] as number, g[7] as number];
+  return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
 }
 
 /**
@@ -122,6 +144,11 @@ export class UrlFetcher {
 
   /** Resolves the host and refuses it unless every address is allowed (400 url_not_allowed). */
   async check(url: URL): Promise<void> {
+    const host = url.hostname.replace(/^\[|\]$/g, "");
+    if (isIP(host) !== 0) {
+      if (!this.#hostAllowed(host) && !this.addressAllowed(host)) throw notAllowed(url, host);
+      return;
+    }
     await new Promise<void>((resolve, reject) => {
       this.#lookup(url)(url.hostname, { all: true }, (err) => (err ? reject(err) : resolve()));
     });

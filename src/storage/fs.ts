@@ -71,7 +71,7 @@ export async function createFsStorage(options: FsStorageOptions): Promise<Storag
         await Promise.all(
           dirents.map(async (d) => {
             const key = keyPrefix + d.name;
-            if (isReserved(key)) return;
+            if (!isReserved(prefix) && isReserved(key)) return;
             if (d.isFile()) {
               const st = await lstat(join(dir, d.name), { bigint: true }).catch(() => null);
               if (st?.isFile()) items.push({ kind: "file", ...info(key, st) });

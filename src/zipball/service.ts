@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { LRUCache } from "lru-cache";
+import { streamedArchive } from "../archive/deflate.js";
 import { computeLayout, type Layout } from "../archive/layout.js";
 import { type EntryReader, openArchiveRange } from "../archive/stream.js";
 import { checkScopes } from "../auth.js";
@@ -199,6 +200,39 @@ export class ZipballService {
       throw err;
     });
     return flushAtEnd(bytes, recorder.flush);
+  }
+
+  /**
+   * An archive of items that is not kept as a zipball (a job's): resolved
+   * now, streamed once. `length` is undefined when a URL gave no length.
+   */
+  async build(items: RequestedItem[], signal: AbortSignal): Promise<{ body: AsyncIterable<Buffer>; length: number | undefined }> {
+    const resolution = await resolveItems(items, {
+      storage: this.#opts.storage,
+      urls: this.#opts.urls,
+      maxFiles: this.#opts.maxFiles,
+      maxBytes: this.#opts.maxBytes,
+      signal,
+    });
+    const iat = Math.floor(Date.now() / 1000);
+    const manifest: Manifest = {
+      id: randomUUID(),
+      flavour: "zipkit",
+      items,
+      filename: "archive.zip",
+      compression: "store",
+      owner: "",
+      iat,
+      exp: iat,
+      entries: "",
+    };
+    const download = prepare({ manifest, entries: resolution.entries }, new Set());
+    if (download.chunked) {
+      const entries = download.zipball.entries;
+      return { body: streamedArchive(entries, this.reader(download), signal, { store: true }), length: undefined };
+    }
+    const body = await openArchiveRange({ layout: download.layout, read: this.reader(download), readAhead: this.#opts.readAhead, signal });
+    return { body, length: download.layout.total };
   }
 
   /** Opens an archive entry's data: a stored object (with its pinned identity) or a URL. */

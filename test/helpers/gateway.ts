@@ -33,7 +33,8 @@ export async function startGateway(options: { root?: string; storage?: Storage; 
     ZIPGATE_SIGNING_SECRET: "test-signing-secret-0123456789abcdef",
     ...options.env,
   });
-  const { app } = await createGateway(config, storage, logger);
+  const { app, runner } = await createGateway(config, storage, logger);
+  runner.start();
   const server = createHttpServer(app);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
@@ -44,11 +45,13 @@ export async function startGateway(options: { root?: string; storage?: Storage; 
     storage,
     config,
     logs,
-    close: () =>
-      new Promise<void>((resolve) => {
+    close: async () => {
+      await runner.stop();
+      await new Promise<void>((resolve) => {
         server.closeAllConnections();
         server.close(() => resolve());
-      }),
+      });
+    },
     post: (path, body, key = TEST_KEY) =>
       fetch(url + path, {
         method: "POST",

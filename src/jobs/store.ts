@@ -1,0 +1,87 @@
+import { randomBytes } from "node:crypto";
+import { RESERVED_PREFIX } from "../storage/keys.js";
+import type { Storage } from "../storage/types.js";
+import type { JobRecord } from "./types.js";
+
+const PREFIX = `${RESERVED_PREFIX}jobs/`;
+
+/**
+ * A UUIDv7: time-ordered, so the store's key order is creation order and
+ * listing newest first needs no index.
+ */
+export function uuidv7(now = Date.now()): string {
+  const bytes = randomBytes(16);
+  bytes.writeUIntBE(now, 0, 6);
+  bytes[6] = ((bytes[6] as number) & 0x0f) | 0x70;
+  bytes[8] = ((bytes[8] as number) & 0x3f) | 0x80;
+  const hex = bytes.toString("hex");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+export interface Lease {
+  owner: string;
+  until: number;
+}
+
+/** Job records and their leases, in the store's reserved prefix: every replica sees every job. */
+export class JobStore {
+  constructor(private readonly storage: Storage) {}
+
+  async get(uuid: string): Promise<JobRecord | null> {
+    if (!UUID.test(uuid)) return null;
+    const body = await this.storage.get(`${PREFIX}${uuid}/job`);
+    return body ? (JSON.parse(body.toString("utf8")) as JobRecord) : null;
+  }
+
+  async put(job: JobRecord): Promise<void> {
+    await this.storage.put(`${PREFIX}${job.uuid}/job`, JSON.stringify(job));
+  }
+
+  /** Job ids, newest first. */
+  async ids(): Promise<string[]> {
+    const ids: string[] = [];
+    try {
+      for await (const item of this.storage.list(PREFIX)) {
+        const m = /^([^/]+)\/job$/.exec(item.key.slice(PREFIX.length));
+        if (item.kind === "file" && m && UUID.test(m[1] as string)) ids.push(m[1] as string);
+      }
+    } catch (err) {
+      if ((err as { status?: number }).status === 404) return [];
+      throw err;
+    }
+    return ids.reverse();
+  }
+
+  /**
+   * Takes the job's lease for `ttlMs`: only when no lease is held, or the
+   * holder's has run out. Stores without conditional writes leave a narrow
+   * race, so the lease is read back and must name us.
+   */
+  async claim(uuid: string, owner: string, ttlMs: number, now = Date.now()): Promise<boolean> {
+    const key = `${PREFIX}${uuid}/lease`;
+    const lease: Lease = { owner, until: now + ttlMs };
+    if (!(await this.storage.put(key, JSON.stringify(lease), { ifAbsent: true }))) {
+      const held = await this.#lease(key);
+      if (held && held.owner !== owner && held.until > now) return false;
+      await this.storage.put(key, JSON.stringify(lease));
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    return (await this.#lease(key))?.owner === owner;
+  }
+
+  async renew(uuid: string, owner: string, ttlMs: number): Promise<void> {
+    await this.storage.put(`${PREFIX}${uuid}/lease`, JSON.stringify({ owner, until: Date.now() + ttlMs }));
+  }
+
+  async release(uuid: string, owner: string): Promise<void> {
+    const key = `${PREFIX}${uuid}/lease`;
+    if ((await this.#lease(key))?.owner === owner) await this.storage.delete(key);
+  }
+
+  async #lease(key: string): Promise<Lease | null> {
+    const body = await this.storage.get(key);
+    return body ? (JSON.parse(body.toString("utf8")) as Lease) : null;
+  }
+}
