@@ -180,6 +180,9 @@ class ReadAhead {
           ? undefined
           : { start: seg.start - entry.dataOffset, end: seg.end - entry.dataOffset };
       const opened = this.read(seg.index, range, this.signal).then((stream) => {
+        // A body waiting its turn may fail (an abort, a reset) before anyone reads it;
+        // its error then reaches the reader through the iterator, never as an uncaught event.
+        stream.on("error", () => {});
         // A body opened after close() would never be consumed.
         if (this.#closed) stream.destroy();
         return { stream };

@@ -2,7 +2,7 @@ import { lookup as dnsLookup, type LookupAddress } from "node:dns";
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { BlockList, isIP, type LookupFunction } from "node:net";
-import { type Readable, Transform } from "node:stream";
+import { PassThrough, type Readable, Transform } from "node:stream";
 import { GatewayError, ObjectChanged } from "../errors.js";
 
 export interface UrlFetcherOptions {
@@ -245,8 +245,16 @@ export class UrlFetcher {
       res.destroy();
       throw new ObjectChanged(url.href);
     }
-    if (range && status === 200) return res.pipe(skipTo(range.start, range.end));
-    return res;
+    // Body errors (a reset, a premature end) become the gateway's own, naming the URL.
+    const out = range && status === 200 ? skipTo(range.start, range.end) : new PassThrough({ highWaterMark: 256 * 1024 });
+    res.on("error", (err) => {
+      out.destroy(new GatewayError(502, "url_unavailable", `${url.href} failed while sending its body`, { cause: err, details: { url: url.href } }));
+    });
+    out.on("close", () => {
+      if (!res.complete) res.destroy();
+    });
+    res.pipe(out);
+    return out;
   }
 }
 

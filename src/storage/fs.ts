@@ -105,6 +105,9 @@ export async function createFsStorage(options: FsStorageOptions): Promise<Storag
           await handle.close();
           return Readable.from([]);
         }
+        // The signal may have fired while the file was opened: a stream made
+        // with an aborted signal errors with nobody listening yet.
+        opts.signal?.throwIfAborted();
         return createReadStream("", {
           fd: handle,
           start,

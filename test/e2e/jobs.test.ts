@@ -1,0 +1,216 @@
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, type S3Client } from "@aws-sdk/client-s3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { tempDir, writeTree } from "../helpers/archive.js";
+import { type RunningGateway, startGateway, TEST_KEY } from "../helpers/gateway.js";
+import { type Origin, startOrigin } from "../helpers/origin.js";
+import { adminClient, s3Server } from "../helpers/s3.js";
+import { sha256, verifyWithUnzippers } from "../helpers/unzippers.js";
+import { startWebhookReceiver } from "../helpers/webhook.js";
+
+const BUCKET = "zipgate-jobs";
+const WEBHOOK_SECRET = "webhook-secret-0123456789";
+
+type Job = Record<string, any>;
+
+describe("ZipKit-style jobs writing zips into a bucket (Swift)", () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let root: string;
+  let origin: Origin;
+  let client: S3Client;
+  let hook: Awaited<ReturnType<typeof startWebhookReceiver>>;
+  let gw: RunningGateway;
+  let env: Record<string, string>;
+
+  const submit = async (body: unknown, on = gw): Promise<Job> => {
+    const res = await on.post("/api/v1/zips", body);
+    const text = await res.text();
+    expect(res.status, text).toBe(201);
+    return JSON.parse(text) as Job;
+  };
+  const get = async (uuid: string, on = gw): Promise<Job> =>
+    (await (await fetch(`${on.url}/api/v1/zips/${uuid}`, { headers: { authorization: `Bearer ${TEST_KEY}` } })).json()) as Job;
+  const settle = async (uuid: string, on = gw, until = (j: Job) => j.status === "succeeded" || j.status === "failed"): Promise<Job> => {
+    for (let i = 0; i < 600; i++) {
+      const job = await get(uuid, on);
+      if (until(job)) return job;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`job ${uuid} did not settle`);
+  };
+  const noUploadsLeft = async (key: string): Promise<void> => {
+    const uploads = await client.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: key }));
+    expect(uploads.Uploads ?? []).toEqual([]);
+  };
+
+  beforeAll(async () => {
+    dir = await tempDir();
+    root = join(dir.path, "store");
+    await writeTree(root, { "stored/notes.txt": "stored notes" });
+    origin = await startOrigin();
+    origin.files.set("a.txt", Buffer.from("alpha"));
+    origin.files.set("b.bin", Buffer.alloc(9 * 1024 * 1024, 3));
+    origin.files.set("slow.bin", Buffer.alloc(64 * 1024, 5));
+    client = adminClient();
+    await client.send(new CreateBucketCommand({ Bucket: BUCKET })).catch(() => {});
+    hook = await startWebhookReceiver(WEBHOOK_SECRET, 2);
+    const s3 = s3Server();
+    env = {
+      ZIPGATE_URL_ALLOW: "127.0.0.1",
+      ZIPGATE_DESTINATIONS: JSON.stringify([
+        {
+          bucket: BUCKET,
+          service: "s3",
+          endpoint: s3.endpoint,
+          region: s3.region,
+          force_path_style: true,
+          access_key_id: s3.admin.accessKeyId,
+          secret_access_key: s3.admin.secretAccessKey,
+        },
+      ]),
+      ZIPGATE_WEBHOOK_URL: hook.url,
+      ZIPGATE_WEBHOOK_SECRET: WEBHOOK_SECRET,
+      ZIPGATE_WEBHOOK_BACKOFF_MS: "20",
+      ZIPGATE_JOB_LEASE: "2",
+    };
+    gw = await startGateway({ root, env });
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await origin?.close();
+    await hook?.close();
+    client?.destroy();
+    await dir.cleanup();
+  });
+
+  it("zips URLs into the bucket, records size and ETag, and signs a zip.completed webhook delivered after retries", async () => {
+    const job = await submit({
+      urls: [
+        { url: `${origin.url}/files/a.txt`, filename: "docs/a.txt" },
+        { url: `${origin.url}/files/b.bin`, filename: "data/b.bin" },
+        { url: `${origin.url}/redirect/2`, filename: "docs/a.txt" },
+      ],
+      objects: [{ path: "/stored/notes.txt" }],
+      bucket_name: BUCKET,
+      key: "exports/first.zip",
+      service: "s3",
+      metadata: { customer: "acme" },
+    });
+    expect(job.status).toBe("none");
+    const done = await settle(job.uuid);
+    expect(done.status).toBe("succeeded");
+    expect(done.result.size).toBeGreaterThan(9 * 1024 * 1024);
+    expect(done.result.etag).toMatch(/^"/);
+    const object = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: "exports/first.zip" }));
+    expect(object.Metadata?.customer).toBe("acme");
+    const bytes = Buffer.from(await (object.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
+    expect(bytes.length).toBe(done.result.size);
+    const zip = join(dir.path, "job.zip");
+    await writeFile(zip, bytes);
+    await verifyWithUnzippers(zip, [
+      { name: "docs/a.txt", sha256: sha256("alpha") },
+      { name: "data/b.bin", sha256: sha256(Buffer.alloc(9 * 1024 * 1024, 3)) },
+      { name: "docs/a (1).txt", sha256: sha256("alpha") },
+      { name: "notes.txt", sha256: sha256("stored notes") },
+    ]);
+    await noUploadsLeft("exports/first.zip");
+
+    const delivered = await settle(job.uuid, gw, (j) => j.webhook?.state === "delivered");
+    expect(delivered.webhook.attempts).toBe(3);
+    const event = hook.events.find((e) => e.data.uuid === job.uuid);
+    expect(event?.type).toBe("zip.completed");
+    expect(event?.signatureValid).toBe(true);
+  });
+
+  it("fails a job whose source is missing, names the URL and status, and leaves no object and no parts", async () => {
+    const job = await submit({
+      urls: [{ url: `${origin.url}/files/a.txt` }, { url: `${origin.url}/missing` }],
+      bucket_name: BUCKET,
+      key: "exports/broken.zip",
+    });
+    const done = await settle(job.uuid);
+    expect(done.status).toBe("failed");
+    expect(done.error).toMatchObject({ type: "source_error", code: "not_found", url: `${origin.url}/missing` });
+    await expect(client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: "exports/broken.zip" }))).rejects.toMatchObject({
+      $metadata: { httpStatusCode: 404 },
+    });
+    await noUploadsLeft("exports/broken.zip");
+    const failed = await settle(job.uuid, gw, (j) => j.webhook?.state === "delivered");
+    expect(hook.events.find((e) => e.data.uuid === failed.uuid)?.type).toBe("zip.failed");
+  });
+
+  it("aborts the multipart upload when a source resets after more than a part", async () => {
+    const job = await submit({ urls: [{ url: `${origin.url}/reset` }], bucket_name: BUCKET, key: "exports/reset.zip" });
+    const done = await settle(job.uuid);
+    expect(done.status).toBe("failed");
+    expect(done.error.type, JSON.stringify(done.error)).toBe("source_error");
+    await expect(client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: "exports/reset.zip" }))).rejects.toMatchObject({
+      $metadata: { httpStatusCode: 404 },
+    });
+    await noUploadsLeft("exports/reset.zip");
+  });
+
+  it("runs a job again from the start when the gateway restarts while it is processing", async () => {
+    const first = await startGateway({ root, env });
+    const job = await submit({ urls: [{ url: `${origin.url}/slow` }], bucket_name: BUCKET, key: "exports/restarted.zip" }, first);
+    await settle(job.uuid, first, (j) => j.status === "processing");
+    await first.close();
+    origin.release();
+    const second = await startGateway({ root, env });
+    try {
+      const done = await settle(job.uuid, second);
+      expect(done.status).toBe("succeeded");
+      expect(done.attempts).toBe(2);
+      await noUploadsLeft("exports/restarted.zip");
+    } finally {
+      await second.close();
+    }
+  });
+
+  it("runs each job once with two replicas on one store", async () => {
+    const replica = await startGateway({ root, env });
+    try {
+      const jobs = [];
+      for (let i = 0; i < 4; i++) {
+        origin.files.set(`once-${i}.txt`, Buffer.from(`once ${i}`));
+        jobs.push(
+          await submit({ urls: [{ url: `${origin.url}/files/once-${i}.txt` }], bucket_name: BUCKET, key: `exports/once-${i}.zip` }, i % 2 === 0 ? gw : replica),
+        );
+      }
+      for (const job of jobs) expect((await settle(job.uuid)).status).toBe("succeeded");
+      // Both replicas scan the store; the lease lets only one fetch each source.
+      await replica.close();
+      for (let i = 0; i < 4; i++) expect(origin.gets.get(`/files/once-${i}.txt`)).toBe(1);
+    } finally {
+      await replica.close();
+    }
+  });
+
+  it("validates jobs at creation, and lists them newest first with pagination", async () => {
+    const bad = async (body: unknown, code: string): Promise<void> => {
+      const res = await gw.post("/api/v1/zips", body);
+      expect(res.status).toBe(400);
+      const json = (await res.json()) as { error: { code: string; type: string } };
+      expect(json.error.code).toBe(code);
+      expect(json.error.type).toBe("invalid_request_error");
+    };
+    await bad({ urls: [{ url: `${origin.url}/files/a.txt` }], bucket_name: "not-configured", key: "x.zip" }, "unknown_bucket");
+    await bad({ urls: [{ url: `${origin.url}/files/a.txt` }], bucket_name: BUCKET, key: "x.zip", service: "r2" }, "invalid_field");
+    await bad({ urls: [{ url: "http://10.0.0.5/x" }], bucket_name: BUCKET, key: "x.zip" }, "url_not_allowed");
+    await bad({ urls: [{ url: "gopher://x" }], bucket_name: BUCKET, key: "x.zip" }, "invalid_url");
+    await bad({ urls: [], bucket_name: BUCKET, key: "x.zip" }, "invalid_request");
+
+    const page1 = (await (await fetch(`${gw.url}/api/v1/zips?limit=2`, { headers: { authorization: `Bearer ${TEST_KEY}` } })).json()) as {
+      data: Job[];
+      next_cursor: string;
+    };
+    expect(page1.data).toHaveLength(2);
+    expect(page1.data[0]?.created_at >= (page1.data[1]?.created_at as string)).toBe(true);
+    const page2 = (await (
+      await fetch(`${gw.url}/api/v1/zips?limit=2&cursor=${page1.next_cursor}`, { headers: { authorization: `Bearer ${TEST_KEY}` } })
+    ).json()) as { data: Job[] };
+    expect(page2.data[0]?.uuid).not.toBe(page1.data[1]?.uuid);
+    expect(page2.data[0]?.created_at <= (page1.data[1]?.created_at as string)).toBe(true);
+  });
+});
