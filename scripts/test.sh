@@ -14,6 +14,12 @@ command -v bsdtar >/dev/null || need_pkgs+=(libarchive-tools)
 command -v python3 >/dev/null || need_pkgs+=(python3)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v wget >/dev/null || need_pkgs+=(wget)
+# The end-to-end client tests (test/e2e/clients.test.ts) also drive nginx, as a
+# caching CDN edge with its slice module (run from its own config, never as the
+# system service), and Debian's Chromium (/usr/bin/chromium, driven by
+# playwright-core, which downloads no browser of its own).
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx)
+[ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   echo "test.sh: installing ${need_pkgs[*]}" >&2
   SUDO=""
