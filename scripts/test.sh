@@ -17,6 +17,12 @@ command -v curl >/dev/null || need_pkgs+=(curl)
 command -v wget >/dev/null || need_pkgs+=(wget)
 command -v swift-proxy-server >/dev/null || need_pkgs+=(swift swift-proxy swift-account swift-container swift-object)
 command -v memcached >/dev/null || need_pkgs+=(memcached)
+# The end-to-end client tests (test/e2e/clients.test.ts) also drive nginx, as a
+# caching CDN edge with its slice module (run from its own config, never as the
+# system service), and Debian's Chromium (/usr/bin/chromium, driven by
+# playwright-core, which downloads no browser of its own).
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx)
+[ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   echo "test.sh: installing ${need_pkgs[*]}" >&2
   SUDO=""

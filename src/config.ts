@@ -207,17 +207,30 @@ function parseDestinations(text: string | undefined, problems: string[]): Destin
     return [];
   }
   const out: Destination[] = [];
-  value.forEach((d: Record<string, unknown>, i) => {
+  for (const [i, d] of (value as Array<Record<string, unknown>>).entries()) {
     const where = `ZIPGATE_DESTINATIONS[${i}]`;
-    if (typeof d !== "object" || d === null || typeof d.bucket !== "string" || d.bucket === "") return problems.push(`${where} needs a "bucket"`);
+    if (typeof d !== "object" || d === null || typeof d.bucket !== "string" || d.bucket === "") {
+      problems.push(`${where} needs a "bucket"`);
+      continue;
+    }
     const service = d.service ?? "s3";
-    if (service !== "s3" && service !== "r2") return problems.push(`${where}.service must be "s3" or "r2"`);
-    if (service === "r2" && typeof d.endpoint !== "string") return problems.push(`${where}: an r2 destination needs its "endpoint"`);
-    if (d.endpoint !== undefined && (typeof d.endpoint !== "string" || !/^https?:\/\//.test(d.endpoint)))
-      return problems.push(`${where}.endpoint must be an http(s) URL`);
+    if (service !== "s3" && service !== "r2") {
+      problems.push(`${where}.service must be "s3" or "r2"`);
+      continue;
+    }
+    if (service === "r2" && typeof d.endpoint !== "string") {
+      problems.push(`${where}: an r2 destination needs its "endpoint"`);
+      continue;
+    }
+    if (d.endpoint !== undefined && (typeof d.endpoint !== "string" || !/^https?:\/\//.test(d.endpoint))) {
+      problems.push(`${where}.endpoint must be an http(s) URL`);
+      continue;
+    }
     const keys = typeof d.access_key_id === "string" && typeof d.secret_access_key === "string";
-    if ((d.access_key_id !== undefined || d.secret_access_key !== undefined) && !keys)
-      return problems.push(`${where} needs both access_key_id and secret_access_key`);
+    if ((d.access_key_id !== undefined || d.secret_access_key !== undefined) && !keys) {
+      problems.push(`${where} needs both access_key_id and secret_access_key`);
+      continue;
+    }
     out.push({
       bucket: d.bucket,
       service,
@@ -226,7 +239,7 @@ function parseDestinations(text: string | undefined, problems: string[]): Destin
       forcePathStyle: d.force_path_style === true,
       credentials: keys ? { accessKeyId: d.access_key_id as string, secretAccessKey: d.secret_access_key as string } : undefined,
     });
-  });
+  }
   return out;
 }
 
