@@ -23,6 +23,8 @@ export interface ArchiveStreamOptions {
   lookupCrc?: (indexes: number[]) => Promise<Map<number, number>>;
   /** Called with every CRC computed from data streamed whole. */
   onCrc?: (index: number, crc: number) => void;
+  /** Called when a file entry's data has been streamed whole. */
+  onEntryDone?: (index: number) => void;
   /** How many objects are opened ahead of the one being streamed. @default 8 */
   readAhead?: number;
   signal?: AbortSignal;
@@ -116,7 +118,10 @@ async function* generate(
           break;
         case "data": {
           const e = layout.entries[seg.index] as LayoutEntry;
-          const whole = seg.start === e.dataOffset && seg.end === e.dataOffset + e.size;
+          const complete = seg.start === e.dataOffset && seg.end === e.dataOffset + e.size;
+          // A CRC already known for this object version need not be computed again:
+          // the pinned identity guarantees the same bytes, and CRC is the costliest step.
+          const whole = complete && !crcs.has(seg.index);
           const expected = seg.end - seg.start;
           const body = await reader.next();
           let crc = 0;
@@ -139,6 +144,7 @@ async function* generate(
             crcs.set(seg.index, crc);
             opts.onCrc?.(seg.index, crc);
           }
+          if (complete) opts.onEntryDone?.(seg.index);
           continue;
         }
       }

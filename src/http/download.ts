@@ -15,8 +15,8 @@ export interface DownloadHooks {
   onStart?(): void;
   /** The body ended: all bytes sent, or the transfer failed or was cut. */
   onEnd?(outcome: { ok: boolean; bytes: number; error?: unknown }): void;
-  /** A CRC computed while streaming an object whole. */
-  onCrc?(index: number, crc: number): void;
+  /** A file entry's data was streamed whole. */
+  onFileDone?(index: number): void;
 }
 
 export interface ServeOptions {
@@ -86,7 +86,7 @@ export async function serveDownload(service: ZipballService, download: Download,
 
   const controller = new AbortController();
   const unlink = linkAbort(opts.signal, controller);
-  const iter = await service.stream(download, { start, end }, controller.signal, opts.hooks?.onCrc).catch((err: unknown) => {
+  const iter = await service.stream(download, { start, end }, controller.signal, opts.hooks?.onFileDone).catch((err: unknown) => {
     unlink();
     throw err;
   });

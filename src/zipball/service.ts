@@ -164,7 +164,7 @@ export class ZipballService {
     download: Download,
     range: { start: number; end: number },
     signal: AbortSignal,
-    onCrc?: (index: number, crc: number) => void,
+    onEntryDone?: (index: number) => void,
   ): Promise<AsyncGenerator<Buffer>> {
     const id = download.zipball.manifest.id;
     const { entries } = download.zipball;
@@ -190,10 +190,8 @@ export class ZipballService {
         return computed;
       },
       readAhead: this.#opts.readAhead,
-      onCrc: (index, crc) => {
-        recorder.add(pinned[index] as number, crc);
-        onCrc?.(index, crc);
-      },
+      onCrc: (index, crc) => recorder.add(pinned[index] as number, crc),
+      onEntryDone,
       signal,
     }).catch(async (err: unknown) => {
       await recorder.flush();

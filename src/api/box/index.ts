@@ -117,7 +117,7 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
     active.set(owner, (active.get(owner) ?? 0) + 1);
     const tracker = progressTracker(id, state, deps);
     const context = downloadContext(c, deps, {
-      onCrc: () => tracker.fileDone(),
+      onFileDone: () => tracker.fileDone(),
       onEnd: ({ ok }) => {
         active.set(owner, Math.max(0, (active.get(owner) ?? 1) - 1));
         tracker.end(ok, download);
