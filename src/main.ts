@@ -31,6 +31,7 @@ async function main(): Promise<void> {
       lines.push(
         `  curl -s -X POST ${base}/v2/zipball -H 'Authorization: Bearer ${secrets.storedApiKey}' -H 'Content-Type: application/json' -d '{"objects":[{"path":"/hello.txt"}]}'`,
       );
+      lines.push(`  curl -OJ '<data.urls.url from that answer>'`);
     }
     process.stderr.write(`${lines.join("\n")}\n`);
   });
