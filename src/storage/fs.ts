@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { constants, createReadStream } from "node:fs";
-import { link, lstat, mkdir, open, readdir, readFile, realpath, rename, rm, writeFile } from "node:fs/promises";
+import { type BigIntStats, constants, createReadStream, close as fsClose, open as fsOpen, read as fsRead, fstat } from "node:fs";
+import { link, lstat, mkdir, readdir, readFile, realpath, rename, rm, writeFile } from "node:fs/promises";
 import { join, resolve, sep } from "node:path";
 import { Readable } from "node:stream";
 import { GatewayError, ObjectAccessDenied, ObjectChanged, ObjectNotFound, StorageUnavailable } from "../errors.js";
@@ -91,33 +91,34 @@ export async function createFsStorage(options: FsStorageOptions): Promise<Storag
 
     async read(key, opts: ReadOptions = {}): Promise<Readable> {
       opts.signal?.throwIfAborted();
-      const handle = await open(pathOf(key), constants.O_RDONLY | constants.O_NOFOLLOW).catch((err) => {
-        throw mapFsError(err, key);
-      });
+      // Callback fs with a plain fd: the promise API's FileHandle costs a lot per small object.
+      const fd = await new Promise<number>((resolve, reject) =>
+        fsOpen(pathOf(key), constants.O_RDONLY | constants.O_NOFOLLOW, (err, fd) => (err ? reject(mapFsError(err, key)) : resolve(fd))),
+      );
       try {
-        const st = await handle.stat({ bigint: true });
+        const st = await new Promise<BigIntStats>((resolve, reject) => fstat(fd, { bigint: true }, (err, st) => (err ? reject(err) : resolve(st))));
         if (!st.isFile()) throw new ObjectNotFound(key);
         if (opts.etag !== undefined && info(key, st).etag !== opts.etag) throw new ObjectChanged(key);
         const start = opts.range?.start ?? 0;
         const end = opts.range?.end ?? Number(st.size);
         if (end > Number(st.size) || start > end) throw new ObjectChanged(key);
-        if (start === end) {
-          await handle.close();
-          return Readable.from([]);
-        }
         // The signal may have fired while the file was opened: a stream made
         // with an aborted signal errors with nobody listening yet.
         opts.signal?.throwIfAborted();
-        return createReadStream("", {
-          fd: handle,
-          start,
-          end: end - 1,
-          highWaterMark: chunkSize,
-          signal: opts.signal,
-        });
+        if (end - start <= chunkSize) {
+          // A small object is one read, not a stream.
+          const buf = Buffer.allocUnsafe(end - start);
+          const got =
+            buf.length === 0
+              ? 0
+              : await new Promise<number>((resolve, reject) => fsRead(fd, buf, 0, buf.length, start, (err, n) => (err ? reject(err) : resolve(n))));
+          fsClose(fd, () => {});
+          return Readable.from(got === buf.length ? [buf] : [buf.subarray(0, got)]);
+        }
+        return createReadStream("", { fd, start, end: end - 1, highWaterMark: chunkSize, signal: opts.signal, autoClose: true });
       } catch (err) {
-        await handle.close().catch(() => {});
-        throw err;
+        fsClose(fd, () => {});
+        throw err instanceof GatewayError ? err : mapFsError(err, key);
       }
     },
 
