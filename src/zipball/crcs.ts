@@ -3,8 +3,12 @@ import { LRUCache } from "lru-cache";
 import { zipballKey } from "../manifest/store.js";
 import type { Storage } from "../storage/types.js";
 
-/** New CRCs are written back after this many, or this long, during a download. */
-const FLUSH_COUNT = 512;
+/**
+ * New CRCs are written back every few seconds during a download (so an
+ * interrupted one still leaves them for its resume) and at its end; the count
+ * bound only caps memory, since each write rewrites the whole map.
+ */
+const FLUSH_COUNT = 50_000;
 const FLUSH_MS = 5_000;
 
 /**
