@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests drive: Info-ZIP unzip, 7-Zip, bsdtar, Python,
-# curl and wget.
+# curl and wget, and OpenStack Swift with s3api + memcached as the real S3
+# server (scripts/swift-s3.sh starts it; the test run fails if it cannot).
 need_pkgs=()
 command -v unzip >/dev/null || need_pkgs+=(unzip)
 command -v 7zz >/dev/null || command -v 7z >/dev/null || need_pkgs+=(7zip)
@@ -14,12 +15,22 @@ command -v bsdtar >/dev/null || need_pkgs+=(libarchive-tools)
 command -v python3 >/dev/null || need_pkgs+=(python3)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v wget >/dev/null || need_pkgs+=(wget)
+command -v swift-proxy-server >/dev/null || need_pkgs+=(swift swift-proxy swift-account swift-container swift-object)
+command -v memcached >/dev/null || need_pkgs+=(memcached)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   echo "test.sh: installing ${need_pkgs[*]}" >&2
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  # Keep the packages from starting system-wide services; the tests start their own.
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod +x "$policy"
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  [ -z "$policy" ] || $SUDO rm -f "$policy"
 fi
 
 npm ci --no-audit --no-fund --loglevel=error

@@ -3,6 +3,7 @@ import type { HttpBindings } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { Hono } from "hono";
 import { bitpaketRoutes } from "./api/bitpaket/index.js";
+import { boxRoutes } from "./api/box/index.js";
 import type { ApiDeps, AppEnv } from "./api/deps.js";
 import { GatewayError, toGatewayError } from "./errors.js";
 import { errorBody, flavourOf } from "./http/errors.js";
@@ -33,6 +34,7 @@ export function createApp(deps: ApiDeps): Hono<AppEnv> {
   });
 
   app.get("/healthz", (c) => c.json({ ok: true }));
+  app.route("/", boxRoutes(deps));
   app.route("/", bitpaketRoutes(deps));
 
   app.notFound((c) => {

@@ -37,11 +37,11 @@ export class ApiKeys {
   }
 }
 
-/** 403 unless every key lies inside the caller's scopes. */
-export function checkScopes(caller: Caller, keys: readonly string[]): void {
-  if (!caller.scopes) return;
-  const scopes = caller.scopes.map((s) => s.slice(1));
-  const outside = keys.filter((k) => !scopes.some((s) => k.startsWith(s)));
+/** 403 unless every key lies inside the scopes (`/dir/` prefixes; undefined = everything). */
+export function checkScopes(scopes: readonly string[] | undefined, keys: readonly string[]): void {
+  if (!scopes) return;
+  const prefixes = scopes.map((s) => s.slice(1));
+  const outside = keys.filter((k) => !prefixes.some((s) => k.startsWith(s)));
   if (outside.length > 0) {
     throw new GatewayError(403, "access_denied", "the API key may not read some of the requested objects", {
       details: { denied: outside.map((k) => `/${k}`) },

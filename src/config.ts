@@ -3,7 +3,19 @@
  * Every bad value is collected and reported at once.
  */
 
-export type StorageConfig = { kind: "fs"; root: string } | { kind: "s3"; bucket: string; prefix: string; forcePathStyle: boolean };
+export type StorageConfig =
+  | { kind: "fs"; root: string }
+  | {
+      kind: "s3";
+      bucket: string;
+      /** Scopes everything: objects, folders and `.zipgate/`. Empty or ending in `/`. */
+      prefix: string;
+      forcePathStyle: boolean;
+      /** AWS_REGION, then AWS_DEFAULT_REGION. */
+      region: string;
+      /** AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL: a non-AWS store. */
+      endpoint: string | undefined;
+    };
 
 export interface ApiKey {
   key: string;
@@ -29,6 +41,14 @@ export interface Config {
   ttlSeconds: number;
   /** Objects opened ahead of the one being streamed. */
   readAhead: number;
+  box: {
+    /** ZIPGATE_BOX_TTL: lifetime of a download URL until it is used. */
+    ttlSeconds: number;
+    /** ZIPGATE_BOX_MAX_DOWNLOADS: concurrent downloads per key. */
+    maxConcurrent: number;
+    /** ZIPGATE_BOX_ALLOW_RESUME: allow resuming a started download with Range. */
+    allowResume: boolean;
+  };
 }
 
 export class ConfigError extends Error {
@@ -109,9 +129,17 @@ function parseStorage(text: string, env: Record<string, string | undefined>, pro
     let prefix = slash < 0 ? "" : rest.slice(slash + 1).replace(/^\/+/, "");
     if (prefix !== "" && !prefix.endsWith("/")) prefix += "/";
     if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) problems.push(`ZIPGATE_STORAGE: "${bucket}" is not a valid bucket name`);
-    const force = env.ZIPGATE_S3_FORCE_PATH_STYLE ?? "false";
-    if (!/^(true|false|1|0)$/i.test(force)) problems.push("ZIPGATE_S3_FORCE_PATH_STYLE must be true or false");
-    return { kind: "s3", bucket, prefix, forcePathStyle: /^(true|1)$/i.test(force) };
+    const forcePathStyle = bool(env, "ZIPGATE_S3_FORCE_PATH_STYLE", problems);
+    const endpoint = env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined;
+    if (endpoint !== undefined && !/^https?:\/\/[^/]+/.test(endpoint)) problems.push(`AWS_ENDPOINT_URL_S3 must be an http(s) URL (got "${endpoint}")`);
+    return {
+      kind: "s3",
+      bucket,
+      prefix,
+      forcePathStyle,
+      region: env.AWS_REGION || env.AWS_DEFAULT_REGION || "us-east-1",
+      endpoint,
+    };
   }
   if (text.startsWith("file:")) {
     try {
@@ -134,6 +162,13 @@ function int(env: Record<string, string | undefined>, name: string, fallback: nu
     return fallback;
   }
   return value;
+}
+
+function bool(env: Record<string, string | undefined>, name: string, problems: string[]): boolean {
+  const text = env[name];
+  if (text === undefined || text === "") return false;
+  if (!/^(true|false|1|0)$/i.test(text)) problems.push(`${name} must be true or false (got "${text}")`);
+  return /^(true|1)$/i.test(text);
 }
 
 export function loadConfig(env: Record<string, string | undefined>): Config {
@@ -188,7 +223,18 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     else ttlSeconds = parsed;
   }
   const readAhead = int(env, "ZIPGATE_READ_AHEAD", 8, 1, 256, problems);
+  let boxTtl = 15 * 60;
+  if (env.ZIPGATE_BOX_TTL) {
+    const parsed = parseDuration(env.ZIPGATE_BOX_TTL);
+    if (parsed === undefined || parsed < 1) problems.push(`ZIPGATE_BOX_TTL must be a duration like "15m" (got "${env.ZIPGATE_BOX_TTL}")`);
+    else boxTtl = parsed;
+  }
+  const box = {
+    ttlSeconds: boxTtl,
+    maxConcurrent: int(env, "ZIPGATE_BOX_MAX_DOWNLOADS", 5, 1, 10_000, problems),
+    allowResume: bool(env, "ZIPGATE_BOX_ALLOW_RESUME", problems),
+  };
 
   if (problems.length > 0) throw new ConfigError(problems);
-  return { port, host, storage, apiKeys, signingSecret, publicUrl, domains, maxFiles, maxBytes, ttlSeconds, readAhead };
+  return { port, host, storage, apiKeys, signingSecret, publicUrl, domains, maxFiles, maxBytes, ttlSeconds, readAhead, box };
 }

@@ -6,7 +6,9 @@ import { ZipballStore } from "./manifest/store.js";
 import { ManifestSigner } from "./manifest/token.js";
 import { loadSecrets } from "./secrets.js";
 import type { Storage } from "./storage/types.js";
+import { CrcBook } from "./zipball/crcs.js";
 import { IdIndex } from "./zipball/ids.js";
+import { ProgressStore } from "./zipball/progress.js";
 import { ZipballService } from "./zipball/service.js";
 
 /** Wires a gateway from a configuration and a store; used by main.ts and the tests. */
@@ -20,6 +22,8 @@ export async function createGateway(config: Config, storage: Storage, logger: Lo
     maxBytes: config.maxBytes,
     ttlSeconds: config.ttlSeconds,
     readAhead: config.readAhead,
+    crcs: new CrcBook(storage, secrets.signingSecret),
+    logger,
   });
   const app = createApp({
     service,
@@ -29,6 +33,8 @@ export async function createGateway(config: Config, storage: Storage, logger: Lo
     publicUrl: config.publicUrl,
     domains: config.domains,
     maxItems: config.maxFiles,
+    progress: new ProgressStore(storage),
+    box: config.box,
   });
   return { app, service, secrets };
 }

@@ -1,6 +1,7 @@
 import type { ApiKeys } from "../auth.js";
 import type { Logger } from "../log.js";
 import type { IdIndex } from "../zipball/ids.js";
+import type { ProgressStore } from "../zipball/progress.js";
 import type { ZipballService } from "../zipball/service.js";
 
 /** What every API flavour is built from. */
@@ -14,6 +15,18 @@ export interface ApiDeps {
   domains: string[];
   /** Cap on requested items per zipball (the file limit). */
   maxItems: number;
+  /** Download progress, for the Box flavour's status. */
+  progress: ProgressStore;
+  box: BoxOptions;
+}
+
+export interface BoxOptions {
+  /** Lifetime of a download URL before it starts, in seconds. */
+  ttlSeconds: number;
+  /** Downloads that may run at once per API key (per process). */
+  maxConcurrent: number;
+  /** Allow more than one GET of a download URL (resumes with Range). */
+  allowResume: boolean;
 }
 
 /** Hono variables set by the app for every request. */

@@ -162,7 +162,10 @@ function linkAbort(signal: AbortSignal, controller: AbortController): () => void
 function streamDeflate(service: ZipballService, download: Download, headers: Headers, opts: ServeOptions): Response {
   const controller = new AbortController();
   const unlink = linkAbort(opts.signal, controller);
-  const entries = download.zipball.entries.map((e, i) => ({ name: e.name, kind: e.kind, mtimeMs: e.mtimeMs, source: download.sources[i] ?? null }));
+  const entries = download.indexes.map((p, i) => {
+    const e = download.zipball.entries[p] as (typeof download.zipball.entries)[number];
+    return { name: e.name, kind: e.kind, mtimeMs: e.mtimeMs, source: download.sources[i] ?? null };
+  });
   const body: Readable = deflateArchive(entries, service.storage, controller.signal);
   controller.signal.addEventListener("abort", unlink, { once: true });
   opts.hooks?.onStart?.();

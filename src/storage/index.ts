@@ -1,5 +1,6 @@
 import type { StorageConfig } from "../config.js";
 import { createFsStorage } from "./fs.js";
+import { createS3Storage } from "./s3.js";
 import type { Storage } from "./types.js";
 
 /** The store named by the configuration. */
@@ -8,6 +9,12 @@ export async function createStorage(config: StorageConfig): Promise<Storage> {
     case "fs":
       return createFsStorage({ root: config.root });
     case "s3":
-      throw new Error("the S3 store is not built yet");
+      return createS3Storage({
+        bucket: config.bucket,
+        prefix: config.prefix,
+        region: config.region,
+        endpoint: config.endpoint,
+        forcePathStyle: config.forcePathStyle,
+      });
   }
 }

@@ -3,11 +3,14 @@ import { crc32 } from "node:zlib";
 import { LRUCache } from "lru-cache";
 import { computeLayout, type Layout } from "../archive/layout.js";
 import { type EntrySource, openArchiveRange } from "../archive/stream.js";
+import { checkScopes } from "../auth.js";
 import { GatewayError } from "../errors.js";
+import { describeError, type Logger } from "../log.js";
 import type { Manifest, PinnedEntry, RequestedItem } from "../manifest/schema.js";
 import type { Zipball, ZipballStore } from "../manifest/store.js";
 import type { Storage } from "../storage/types.js";
 import { mapLimit } from "../util/concurrency.js";
+import type { CrcBook } from "./crcs.js";
 import { type Resolution, resolveItems } from "./resolve.js";
 
 export interface ZipballServiceOptions {
@@ -19,6 +22,9 @@ export interface ZipballServiceOptions {
   ttlSeconds: number;
   /** Objects opened ahead of the one being streamed. */
   readAhead: number;
+  /** CRCs recorded by earlier downloads, kept in the store. */
+  crcs: CrcBook;
+  logger: Logger;
   /** Objects read at once to compute CRCs nobody recorded. @default 4 */
   crcConcurrency?: number;
 }
@@ -32,12 +38,16 @@ export interface CreateInput {
   owner: string;
   /** Requested lifetime in seconds, capped by the configured one. */
   expiresIn?: number | undefined;
+  /** Path prefixes the caller may read (`/dir/`); undefined = everything. */
+  scopes?: string[] | undefined;
   options?: Record<string, unknown> | undefined;
 }
 
 /** Everything needed to answer a download before its first byte. */
 export interface Download {
   zipball: Zipball;
+  /** Pinned entry index of each archive entry (a download may leave some out). */
+  indexes: number[];
   layout: Layout;
   sources: (EntrySource | null)[];
   /** Strong validator of the archive's bytes. */
@@ -66,6 +76,10 @@ export class ZipballService {
 
   /** Resolves the items (limits, missing objects, names), then signs and stores the manifest. */
   async create(input: CreateInput, now = Date.now()): Promise<{ zipball: Zipball; resolution: Resolution }> {
+    checkScopes(
+      input.scopes,
+      input.items.map((i) => i.key),
+    );
     const resolution = await resolveItems(input.items, {
       storage: this.#opts.storage,
       maxFiles: this.#opts.maxFiles,
@@ -92,54 +106,90 @@ export class ZipballService {
   }
 
   /** Loads a zipball and its layout (cached): 404/410 as the store says. */
-  async open(id: string, now = Date.now()): Promise<Download> {
-    const zipball = await this.#opts.zipballs.load(id, now);
+  async open(id: string, options: { now?: number; allowExpired?: boolean } = {}): Promise<Download> {
+    const zipball = await this.#opts.zipballs.load(id, options.now ?? Date.now(), options.allowExpired);
     const cached = this.#layouts.get(id);
     if (cached && cached.zipball === zipball) return cached;
-    const { manifest, entries } = zipball;
-    const layout = computeLayout(entries);
-    const sources = entries.map((e): EntrySource | null => (e.kind === "file" && e.key !== undefined ? { key: e.key, etag: e.etag ?? "" } : null));
-    const etag = `"${createHash("sha256").update(`${manifest.id}\n${manifest.entries}`).digest("base64url").slice(0, 32)}"`;
-    const download: Download = {
-      zipball,
-      layout,
-      sources,
-      etag,
-      lastModified: new Date(manifest.iat * 1000),
-      expiresAt: new Date(manifest.exp * 1000),
-      filename: manifest.filename,
-    };
+    const download = prepare(zipball, new Set());
     this.#layouts.set(id, download);
     return download;
+  }
+
+  /** The same zipball without some of its pinned entries (by index): its own layout and ETag. */
+  without(download: Download, skipped: ReadonlySet<number>): Download {
+    return skipped.size === 0 ? download : prepare(download.zipball, skipped);
+  }
+
+  /**
+   * Pinned files that can no longer be read as pinned (deleted, unreadable,
+   * or changed), checked with bounded concurrency.
+   */
+  async unreadable(download: Download, signal?: AbortSignal): Promise<Set<number>> {
+    const out = new Set<number>();
+    const { entries } = download.zipball;
+    await mapLimit(download.indexes, 16, async (i) => {
+      const e = entries[i] as PinnedEntry;
+      if (e.kind !== "file" || e.key === undefined) return;
+      try {
+        const info = await this.#opts.storage.stat(e.key, { signal: signal as AbortSignal });
+        if (info.etag !== e.etag || info.size !== e.size) out.add(i);
+      } catch (err) {
+        if (err instanceof GatewayError && err.status < 500) out.add(i);
+        else throw err;
+      }
+    });
+    return out;
   }
 
   /**
    * The bytes of [start, end) of a download. Resolves when the first byte
    * can be sent; failures before that are ordinary errors.
+   *
+   * CRCs of objects the range skips come, in this order, from those recorded
+   * by earlier downloads (on any replica), from the store's own full-object
+   * CRC32, and last from reading the objects; every CRC learnt is recorded.
    */
-  stream(
+  async stream(
     download: Download,
     range: { start: number; end: number },
     signal: AbortSignal,
     onCrc?: (index: number, crc: number) => void,
   ): Promise<AsyncGenerator<Buffer>> {
+    const id = download.zipball.manifest.id;
     const { entries } = download.zipball;
+    // CRCs are kept by pinned index; the archive may be a subset of the pinned entries.
+    const pinned = download.indexes;
+    const recordedCrcs = await this.#opts.crcs.load(id);
     const known = new Map<number, number>();
-    entries.forEach((e, i) => {
-      if (e.crc32 !== undefined) known.set(i, e.crc32);
+    pinned.forEach((p, i) => {
+      const crc = recordedCrcs.get(p) ?? entries[p]?.crc32;
+      if (crc !== undefined) known.set(i, crc);
     });
-    return openArchiveRange({
+    const recorder = this.#opts.crcs.recorder(id, (err) => this.#opts.logger.warn("could not record CRCs", describeError(err)));
+    const bytes = await openArchiveRange({
       layout: download.layout,
       sources: download.sources,
       storage: this.#opts.storage,
       start: range.start,
       end: range.end,
       knownCrcs: known,
-      lookupCrc: (indexes) => this.#computeCrcs(download, indexes, signal),
+      lookupCrc: async (indexes) => {
+        const computed = await this.#computeCrcs(download, indexes, signal);
+        for (const [i, crc] of computed) recorder.add(pinned[i] as number, crc);
+        void recorder.flush();
+        return computed;
+      },
       readAhead: this.#opts.readAhead,
-      onCrc,
+      onCrc: (index, crc) => {
+        recorder.add(pinned[index] as number, crc);
+        onCrc?.(index, crc);
+      },
       signal,
+    }).catch(async (err: unknown) => {
+      await recorder.flush();
+      throw err;
     });
+    return flushAtEnd(bytes, recorder.flush);
   }
 
   /** Last resort for CRCs of skipped entries: read the objects. */
@@ -147,7 +197,7 @@ export class ZipballService {
     const out = new Map<number, number>();
     await mapLimit(indexes, this.#opts.crcConcurrency ?? 4, async (i) => {
       const source = download.sources[i];
-      const entry = download.zipball.entries[i] as PinnedEntry;
+      const entry = download.zipball.entries[download.indexes[i] as number] as PinnedEntry;
       if (!source) return;
       const body = await this.#opts.storage.read(source.key, { etag: source.etag, signal });
       let crc = 0;
@@ -160,6 +210,39 @@ export class ZipballService {
       out.set(i, crc);
     });
     return out;
+  }
+}
+
+/** A download of a zipball's pinned entries less `skipped`. */
+function prepare(zipball: Zipball, skipped: ReadonlySet<number>): Download {
+  const { manifest } = zipball;
+  const indexes: number[] = [];
+  zipball.entries.forEach((_, i) => {
+    if (!skipped.has(i)) indexes.push(i);
+  });
+  const entries = indexes.map((i) => zipball.entries[i] as PinnedEntry);
+  const layout = computeLayout(entries);
+  const sources = entries.map((e): EntrySource | null => (e.kind === "file" && e.key !== undefined ? { key: e.key, etag: e.etag ?? "" } : null));
+  const variant = skipped.size === 0 ? "" : `\n${[...skipped].sort((a, b) => a - b).join(",")}`;
+  const etag = `"${createHash("sha256").update(`${manifest.id}\n${manifest.entries}${variant}`).digest("base64url").slice(0, 32)}"`;
+  return {
+    zipball,
+    indexes,
+    layout,
+    sources,
+    etag,
+    lastModified: new Date(manifest.iat * 1000),
+    expiresAt: new Date(manifest.exp * 1000),
+    filename: manifest.filename,
+  };
+}
+
+/** Passes the bytes through, and writes the CRCs learnt back however the download ends. */
+async function* flushAtEnd(bytes: AsyncGenerator<Buffer>, flush: () => Promise<void>): AsyncGenerator<Buffer> {
+  try {
+    yield* bytes;
+  } finally {
+    void flush();
   }
 }
 

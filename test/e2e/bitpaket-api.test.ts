@@ -1,13 +1,12 @@
 import { execFile } from "node:child_process";
 import { readFile, rm, symlink, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { zipballKey } from "../../src/manifest/store.js";
 import { createFsStorage } from "../../src/storage/fs.js";
-import type { Storage } from "../../src/storage/types.js";
 import { tempDir, writeTree } from "../helpers/archive.js";
+import { countingStorage } from "../helpers/counting-storage.js";
 import { local, type RunningGateway, startGateway } from "../helpers/gateway.js";
 import { sha256, verifyWithUnzippers } from "../helpers/unzippers.js";
 
@@ -43,23 +42,6 @@ async function fetchZip(gw: RunningGateway, created: Created, file: string): Pro
   expect(body.length).toBe(Number(res.headers.get("content-length")));
   await writeFile(file, body);
   return body;
-}
-
-/** The folder store, counting the bytes its reads deliver. */
-function countingStorage(inner: Storage): Storage & { bytesRead: () => number } {
-  let bytes = 0;
-  return {
-    ...inner,
-    description: inner.description,
-    async read(key, options) {
-      const stream: Readable = await inner.read(key, options);
-      stream.on("data", (c: Buffer) => {
-        bytes += c.length;
-      });
-      return stream;
-    },
-    bytesRead: () => bytes,
-  };
 }
 
 describe("BitPaket ZipBall API over a real socket", () => {
@@ -427,9 +409,9 @@ describe("streaming failures", () => {
       while (got < 1024 * 1024) got += ((await reader.read()).value as Uint8Array).length;
       controller.abort();
       await new Promise((r) => setTimeout(r, 500));
-      const afterAbort = storage.bytesRead();
+      const afterAbort = storage.bytes();
       await new Promise((r) => setTimeout(r, 500));
-      expect(storage.bytesRead()).toBe(afterAbort);
+      expect(storage.bytes()).toBe(afterAbort);
       // Far less than the archive: socket buffers and the read-ahead, not the whole thing.
       expect(afterAbort).toBeLessThan((FILES * SIZE) / 2);
     } finally {

@@ -40,16 +40,13 @@ export function bitpaketRoutes(deps: ApiDeps): Hono<AppEnv> {
     }
 
     const items = await parseObjects(objects, deps);
-    checkScopes(
-      caller,
-      items.map((i) => i.key),
-    );
     const { zipball } = await deps.service.create({
       flavour: "bitpaket",
       items,
       filename: name === undefined ? undefined : safeSegment(name),
       compression,
       owner: caller.keyId,
+      scopes: caller.scopes,
       expiresIn: expiresIn as number | undefined,
     });
     const id = zipball.manifest.id;
@@ -75,7 +72,7 @@ export function bitpaketRoutes(deps: ApiDeps): Hono<AppEnv> {
     const body = await jsonObject(c);
     onlyFields(body, ["path"], "the request");
     const key = keyFromPath(body.path, "path");
-    checkScopes(caller, [key]);
+    checkScopes(caller.scopes, [key]);
     await deps.service.storage.stat(key);
     const { id, created } = await deps.ids.register(key);
     return c.json({ success: true, data: { id, path: `/${key}` } }, created ? 201 : 200);
@@ -86,7 +83,7 @@ export function bitpaketRoutes(deps: ApiDeps): Hono<AppEnv> {
     const id = c.req.param("id");
     const key = await deps.ids.resolve(id);
     if (key === undefined) throw new GatewayError(404, "not_found", "no object has this id");
-    checkScopes(caller, [key]);
+    checkScopes(caller.scopes, [key]);
     return c.json({ success: true, data: { id, path: `/${key}` } });
   });
 

@@ -1,0 +1,218 @@
+import { Hono } from "hono";
+import { collisionKey } from "../../archive/names.js";
+import { GatewayError } from "../../errors.js";
+import { downloadContext, serveDownload } from "../../http/download.js";
+import { describeError } from "../../log.js";
+import type { RequestedItem } from "../../manifest/schema.js";
+import { keyFromPath } from "../../storage/keys.js";
+import type { DownloadProgress } from "../../zipball/progress.js";
+import type { Download } from "../../zipball/service.js";
+import { jsonObject, onlyFields, optionalString } from "../body.js";
+import type { ApiDeps, AppEnv } from "../deps.js";
+
+/** A status stays readable this long after its download started. */
+const STATUS_LIFETIME_MS = 12 * 3600 * 1000;
+/** Progress is written at most this often while a download runs. */
+const PROGRESS_INTERVAL_MS = 1000;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+interface BoxItem {
+  type: "file" | "folder";
+  id: string;
+}
+
+/**
+ * The Box zip downloads flavour: `POST /2.0/zip_downloads`, then
+ * `GET …/{id}/content` and `GET …/{id}/status`. The same engine as every
+ * flavour; only request, response and error shapes are Box's.
+ */
+export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  const active = new Map<string, number>();
+
+  app.post("/2.0/zip_downloads", async (c) => {
+    const caller = deps.keys.authenticate(c.req.header("authorization"));
+    const body = await jsonObject(c);
+    onlyFields(body, ["items", "download_file_name"], "the request");
+    const items = parseItems(body.items, deps.maxItems);
+    const name = optionalString(body.download_file_name, "download_file_name", 255) ?? "download";
+    const requested = await Promise.all(items.map((item) => toRequested(item, deps)));
+    const { zipball, resolution } = await deps.service.create({
+      flavour: "box",
+      items: requested,
+      filename: name,
+      owner: caller.keyId,
+      scopes: caller.scopes,
+      expiresIn: deps.box.ttlSeconds,
+    });
+    const id = zipball.manifest.id;
+    const base = `${deps.publicUrl}/2.0/zip_downloads/${id}`;
+    // Clash groups from the same allocation the archive uses: the list and the archive agree.
+    const groups = new Map<string, number[]>();
+    resolution.items.forEach((r, i) => {
+      const key = collisionKey(r.wanted.replace(/\/$/, ""));
+      groups.set(key, [...(groups.get(key) ?? []), i]);
+    });
+    const nameConflicts = [...groups.values()]
+      .filter((g) => g.length > 1)
+      .map((g) =>
+        g.map((i) => ({
+          id: (items[i] as BoxItem).id,
+          type: (items[i] as BoxItem).type,
+          original_name: (resolution.items[i]?.wanted ?? "").replace(/\/$/, ""),
+          download_name: (resolution.items[i]?.given ?? "").replace(/\/$/, ""),
+        })),
+      );
+    return c.json(
+      {
+        download_url: `${base}/content`,
+        status_url: `${base}/status`,
+        expires_at: new Date(zipball.manifest.exp * 1000).toISOString().replace(/\.\d{3}Z$/, "Z"),
+        name_conflicts: nameConflicts,
+      },
+      202,
+    );
+  });
+
+  app.on(["GET", "HEAD"], "/2.0/zip_downloads/:id/content", async (c) => {
+    const id = c.req.param("id");
+    const progress = UUID.test(id) ? await deps.progress.get(id) : null;
+    const started = progress !== null && Date.now() - Date.parse(progress.started_at) < STATUS_LIFETIME_MS;
+    if (progress && !deps.box.allowResume) throw new GatewayError(404, "not_found", "this download URL has already been used");
+    // A download that started stays valid for that download, even past expires_at.
+    const pinned = await deps.service.open(id, { allowExpired: started }).catch((err: unknown) => {
+      // Box answers an expired download URL like an unknown one.
+      if (err instanceof GatewayError && err.status === 410) throw new GatewayError(404, "not_found", "this download URL has expired");
+      throw err;
+    });
+    if (pinned.zipball.manifest.flavour !== "box") throw new GatewayError(404, "not_found", "zip download not found");
+    const owner = pinned.zipball.manifest.owner;
+
+    // Files deleted or made unreadable since creation are skipped, decided
+    // before the first byte so that Content-Length stays exact.
+    const skipped = progress ? new Set(progress.skipped) : await deps.service.unreadable(pinned);
+    const download = deps.service.without(pinned, skipped);
+    if (c.req.method === "HEAD") return serveDownload(deps.service, download, downloadContext(c, deps));
+
+    if ((active.get(owner) ?? 0) >= deps.box.maxConcurrent) {
+      throw new GatewayError(429, "too_many_downloads", `at most ${deps.box.maxConcurrent} downloads may run at once for this key`);
+    }
+    const now = new Date().toISOString();
+    const state: DownloadProgress = progress
+      ? { ...progress, state: "in_progress", updated_at: now }
+      : {
+          state: "in_progress",
+          total_file_count: pinned.zipball.entries.filter((e) => e.kind === "file").length,
+          downloaded_file_count: 0,
+          skipped_file_count: skipped.size,
+          skipped_folder_count: skippedFolders(pinned, skipped),
+          started_at: now,
+          updated_at: now,
+          owner,
+          skipped: [...skipped].sort((a, b) => a - b),
+        };
+    if (!progress && !(await deps.progress.claim(id, state)) && !deps.box.allowResume) {
+      throw new GatewayError(404, "not_found", "this download URL has already been used");
+    }
+    active.set(owner, (active.get(owner) ?? 0) + 1);
+    const tracker = progressTracker(id, state, deps);
+    const context = downloadContext(c, deps, {
+      onCrc: () => tracker.fileDone(),
+      onEnd: ({ ok }) => {
+        active.set(owner, Math.max(0, (active.get(owner) ?? 1) - 1));
+        tracker.end(ok, download);
+      },
+    });
+    try {
+      return await serveDownload(deps.service, download, context);
+    } catch (err) {
+      active.set(owner, Math.max(0, (active.get(owner) ?? 1) - 1));
+      tracker.end(false, download);
+      throw err;
+    }
+  });
+
+  app.get("/2.0/zip_downloads/:id/status", async (c) => {
+    const caller = deps.keys.authenticate(c.req.header("authorization"));
+    const id = c.req.param("id");
+    const progress = UUID.test(id) ? await deps.progress.get(id) : null;
+    // 404 before the download starts, after the status expired, and for another key's download.
+    if (!progress || progress.owner !== caller.keyId || Date.now() - Date.parse(progress.started_at) >= STATUS_LIFETIME_MS) {
+      throw new GatewayError(404, "not_found", "no download has started for this zip download");
+    }
+    return c.json({
+      total_file_count: progress.total_file_count,
+      downloaded_file_count: progress.downloaded_file_count,
+      skipped_file_count: progress.skipped_file_count,
+      skipped_folder_count: progress.skipped_folder_count,
+      state: progress.state,
+    });
+  });
+
+  return app;
+}
+
+function parseItems(value: unknown, max: number): BoxItem[] {
+  if (!Array.isArray(value) || value.length === 0) throw new GatewayError(400, "bad_request", `"items" must be a non-empty array`);
+  if (value.length > max) throw new GatewayError(400, "too_many_files", `at most ${max} items may be requested`);
+  return value.map((v, index) => {
+    const where = `items[${index}]`;
+    if (typeof v !== "object" || v === null || Array.isArray(v)) throw new GatewayError(400, "bad_request", `${where} must be an object`);
+    const item = v as Record<string, unknown>;
+    onlyFields(item, ["type", "id"], where);
+    if (item.type !== "file" && item.type !== "folder") throw new GatewayError(400, "bad_request", `${where}.type must be "file" or "folder"`);
+    if (typeof item.id !== "string" || item.id === "") throw new GatewayError(400, "bad_request", `${where}.id must be a non-empty string`);
+    return { type: item.type, id: item.id };
+  });
+}
+
+/** A file's id is its path (or a registered object id); a folder's id is its path; the root is refused. */
+async function toRequested(item: BoxItem, deps: ApiDeps): Promise<RequestedItem> {
+  if (item.type === "folder") {
+    if (item.id === "0" || item.id === "/") throw new GatewayError(400, "bad_request", "the root folder cannot be downloaded");
+    return { type: "folder", key: keyFromPath(item.id.startsWith("/") ? item.id : `/${item.id}`, "folder", "id") };
+  }
+  if (UUID.test(item.id)) {
+    const key = await deps.ids.resolve(item.id);
+    if (key === undefined) throw new GatewayError(404, "not_found", `no file has the id ${item.id}`);
+    return { type: "file", key };
+  }
+  return { type: "file", key: keyFromPath(item.id.startsWith("/") ? item.id : `/${item.id}`, "path", "id") };
+}
+
+/** Requested folders none of whose files can be read any more. */
+function skippedFolders(download: Download, skipped: ReadonlySet<number>): number {
+  const files = new Map<number, { total: number; gone: number }>();
+  const { items } = download.zipball.manifest;
+  download.zipball.entries.forEach((e, i) => {
+    if (e.kind !== "file" || items[e.item]?.type !== "folder") return;
+    const f = files.get(e.item) ?? { total: 0, gone: 0 };
+    f.total += 1;
+    if (skipped.has(i)) f.gone += 1;
+    files.set(e.item, f);
+  });
+  return [...files.values()].filter((f) => f.total > 0 && f.gone === f.total).length;
+}
+
+/** Keeps the stored progress moving: at the start, at intervals and at the end. */
+function progressTracker(id: string, state: DownloadProgress, deps: ApiDeps) {
+  let last = 0;
+  let writing: Promise<void> = Promise.resolve();
+  const write = (): void => {
+    const snapshot = { ...state, updated_at: new Date().toISOString() };
+    last = Date.now();
+    writing = writing.then(() => deps.progress.put(id, snapshot)).catch((err: unknown) => deps.logger.warn("could not record progress", describeError(err)));
+  };
+  write();
+  return {
+    fileDone(): void {
+      state.downloaded_file_count = Math.min(state.downloaded_file_count + 1, state.total_file_count - state.skipped_file_count);
+      if (Date.now() - last >= PROGRESS_INTERVAL_MS) write();
+    },
+    end(ok: boolean, download: Download): void {
+      state.state = ok ? "succeeded" : "failed";
+      if (ok) state.downloaded_file_count = download.layout.entries.filter((e) => e.kind === "file").length;
+      write();
+    },
+  };
+}

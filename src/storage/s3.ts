@@ -1,0 +1,213 @@
+import { Agent } from "node:http";
+import { Agent as HttpsAgent } from "node:https";
+import { Readable } from "node:stream";
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  type ListObjectsV2CommandOutput,
+  PutObjectCommand,
+  S3Client,
+  type S3ClientConfig,
+} from "@aws-sdk/client-s3";
+import { NodeHttpHandler } from "@smithy/node-http-handler";
+import { GatewayError, ObjectAccessDenied, ObjectChanged, ObjectNotFound, StorageUnavailable } from "../errors.js";
+import type { ListItem, ObjectInfo, ReadOptions, Storage } from "./types.js";
+
+export interface S3StorageOptions {
+  bucket: string;
+  /** Key prefix that scopes everything (objects, folders, `.zipgate/`); empty or ending in `/`. */
+  prefix?: string;
+  /** @default "us-east-1" */
+  region?: string;
+  /** Endpoint of a non-AWS store (MinIO, R2, Swift…). */
+  endpoint?: string | undefined;
+  /** Path-style addressing, for stores without virtual-hosted buckets. @default false */
+  forcePathStyle?: boolean;
+  /** Explicit credentials; otherwise the SDK's standard chain (environment, profile, IMDS…). */
+  credentials?: S3ClientConfig["credentials"];
+  /**
+   * Attempts per request for throttling, 5xx and network errors, before the
+   * first byte of a body. @default 4
+   */
+  maxAttempts?: number;
+  /** Sockets kept per host. @default 64 */
+  maxSockets?: number;
+}
+
+const NOT_FOUND = new Set(["NoSuchKey", "NotFound", "NoSuchBucket"]);
+const BAD_CREDENTIALS = new Set(["SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidToken", "ExpiredToken", "InvalidClientTokenId"]);
+
+/**
+ * Any S3-compatible store (AWS S3, R2, MinIO, Swift s3api…) as a Storage.
+ * Folders are key prefixes; "directory marker" objects ending in `/` are
+ * reported as directories. Sizes, mtimes and ETags come from listings, so a
+ * folder costs one request per 1,000 objects and no HEAD per object.
+ */
+export function createS3Storage(options: S3StorageOptions): Storage {
+  const bucket = options.bucket;
+  const base = options.prefix ?? "";
+  const agentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 64 };
+  const client = new S3Client({
+    region: options.region ?? "us-east-1",
+    endpoint: options.endpoint,
+    forcePathStyle: options.forcePathStyle ?? false,
+    credentials: options.credentials,
+    maxAttempts: options.maxAttempts ?? 4,
+    // Many S3-compatible stores reject the CRC32 + aws-chunked uploads recent SDKs send by default.
+    requestChecksumCalculation: "WHEN_REQUIRED",
+    responseChecksumValidation: "WHEN_REQUIRED",
+    requestHandler: new NodeHttpHandler({ httpAgent: new Agent(agentOptions), httpsAgent: new HttpsAgent(agentOptions) }),
+  });
+  let conditionalPut: boolean | undefined;
+
+  const mapError = (err: unknown, key: string): GatewayError => {
+    if (err instanceof GatewayError) return err;
+    const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+    const status = e.$metadata?.httpStatusCode;
+    const name = e.name ?? "";
+    if (name === "AbortError") return new StorageUnavailable("the read was aborted", err);
+    if (BAD_CREDENTIALS.has(name)) return new GatewayError(502, "storage_credentials", "the object store rejected the gateway's credentials", { cause: err });
+    if (NOT_FOUND.has(name) || status === 404) return new ObjectNotFound(key, err);
+    if (status === 412 || name === "PreconditionFailed") return new ObjectChanged(key, err);
+    if (status === 403 || name === "AccessDenied") return new ObjectAccessDenied(key, err);
+    return new StorageUnavailable("the object store failed", err);
+  };
+
+  const info = (key: string, o: { ContentLength?: number; Size?: number; LastModified?: Date; ETag?: string }): ObjectInfo => ({
+    key,
+    size: o.ContentLength ?? o.Size ?? 0,
+    mtimeMs: o.LastModified?.getTime() ?? 0,
+    etag: o.ETag ?? "",
+  });
+
+  return {
+    description: `s3 bucket ${bucket}${base ? ` prefix ${base}` : ""}`,
+
+    async stat(key, opts = {}) {
+      if (key.endsWith("/")) throw new ObjectNotFound(key);
+      try {
+        const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: base + key, ChecksumMode: "ENABLED" }), {
+          abortSignal: opts.signal,
+        });
+        return { ...info(key, head), crc32: fullObjectCrc32(head.ChecksumCRC32, head.ChecksumType) };
+      } catch (err) {
+        throw mapError(err, key);
+      }
+    },
+
+    async *list(prefix, opts = {}) {
+      let token: string | undefined;
+      let seen = false;
+      do {
+        let page: ListObjectsV2CommandOutput;
+        try {
+          page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: base + prefix, ContinuationToken: token }), {
+            abortSignal: opts.signal,
+          });
+        } catch (err) {
+          throw mapError(err, prefix);
+        }
+        for (const o of page.Contents ?? []) {
+          if (!o.Key) continue;
+          seen = true;
+          const key = o.Key.slice(base.length);
+          if (key === prefix) continue; // the folder's own marker
+          const item: ListItem = key.endsWith("/") ? { kind: "dir", key, mtimeMs: o.LastModified?.getTime() ?? 0 } : { kind: "file", ...info(key, o) };
+          yield item;
+        }
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token);
+      if (!seen) throw new ObjectNotFound(prefix);
+    },
+
+    async read(key, opts: ReadOptions = {}) {
+      opts.signal?.throwIfAborted();
+      const range = opts.range;
+      if (range && range.start === range.end) return Readable.from([]);
+      try {
+        const res = await client.send(
+          new GetObjectCommand({
+            Bucket: bucket,
+            Key: base + key,
+            Range: range ? `bytes=${range.start}-${range.end - 1}` : undefined,
+            // The version seen at resolution, or a loud failure: never a mix of versions.
+            IfMatch: opts.etag || undefined,
+          }),
+          { abortSignal: opts.signal },
+        );
+        return res.Body as Readable;
+      } catch (err) {
+        throw mapError(err, key);
+      }
+    },
+
+    async get(key, opts = {}) {
+      try {
+        const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: base + key }), { abortSignal: opts.signal });
+        return Buffer.from(await (res.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
+      } catch (err) {
+        const mapped = mapError(err, key);
+        if (mapped instanceof ObjectNotFound) return null;
+        throw mapped;
+      }
+    },
+
+    async put(key, body, opts = {}) {
+      const put = (ifNoneMatch?: string) =>
+        client.send(new PutObjectCommand({ Bucket: bucket, Key: base + key, Body: body, IfNoneMatch: ifNoneMatch }), { abortSignal: opts.signal });
+      try {
+        if (!opts.ifAbsent) {
+          await put();
+          return true;
+        }
+        if (conditionalPut !== false) {
+          try {
+            await put("*");
+            conditionalPut = true;
+            return true;
+          } catch (err) {
+            const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+            if (status === 412 || status === 409) return false;
+            if (status !== 501 && (err as { name?: string }).name !== "NotImplemented") throw err;
+            // The store has no conditional PUT: check, then write (a narrow race remains).
+            conditionalPut = false;
+          }
+        }
+        const exists = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: base + key })).then(
+          () => true,
+          (err) => {
+            if (mapError(err, key) instanceof ObjectNotFound) return false;
+            throw err;
+          },
+        );
+        if (exists) return false;
+        await put();
+        return true;
+      } catch (err) {
+        throw mapError(err, key);
+      }
+    },
+
+    async delete(key) {
+      try {
+        await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: base + key }));
+      } catch (err) {
+        const mapped = mapError(err, key);
+        if (!(mapped instanceof ObjectNotFound)) throw mapped;
+      }
+    },
+
+    async close() {
+      client.destroy();
+    },
+  };
+}
+
+/** A full-object CRC32 (base64, big-endian) as a number; composite (`…-N`) values are not usable. */
+export function fullObjectCrc32(value: string | undefined, type: string | undefined): number | undefined {
+  if (!value || value.includes("-") || (type !== undefined && type !== "FULL_OBJECT")) return undefined;
+  const bytes = Buffer.from(value, "base64");
+  return bytes.length === 4 ? bytes.readUInt32BE(0) : undefined;
+}
