@@ -3,12 +3,12 @@
 // (hono + @hono/node-server, body written straight to the Node response). A file stream per
 // object for the folder store, a GetObject pass-through for S3. Objects are opened READ_AHEAD
 // ahead of the one streaming, like zipgate's default, so this stays a ceiling for many small
-// objects too. Serves GET /files/<set>, with `Range: bytes=N-` (206).
+// objects too. Serves GET /files/<set>, with one `Range: bytes=A-B` or `bytes=A-` (206).
 import { createReadStream, readFileSync } from "node:fs";
 import { open, stat } from "node:fs/promises";
 import { createServer } from "node:http";
 import { join } from "node:path";
-import { GetObjectCommand, HeadObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { GetObjectCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { getRequestListener } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { Hono } from "hono";
@@ -19,26 +19,37 @@ const sets = JSON.parse(readFileSync(process.env.BENCH_SETS, "utf8"));
 const root = process.env.BENCH_ROOT;
 const s3 = process.env.BENCH_S3 && JSON.parse(process.env.BENCH_S3);
 const client = s3 && new S3Client({ endpoint: s3.endpoint, region: s3.region, credentials: s3.credentials, forcePathStyle: true });
-const sizes = new Map(); // set name -> object sizes (stat once, like a listing kept by an app)
 
-async function sizesOf(name) {
-  if (!sizes.has(name)) {
-    const keys = sets[name];
-    const out = new Array(keys.length);
+/** Object sizes per set, known before the first request (like a listing an app keeps). */
+async function listSizes() {
+  const size = new Map();
+  if (client) {
+    let token;
+    do {
+      const page = await client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: s3.prefix, ContinuationToken: token }));
+      for (const o of page.Contents ?? []) size.set(o.Key.slice(s3.prefix.length), o.Size);
+      token = page.NextContinuationToken;
+    } while (token);
+  } else {
+    const all = [...new Set(Object.values(sets).flat())];
     let next = 0;
     const worker = async () => {
-      while (next < keys.length) {
-        const i = next++;
-        out[i] = client
-          ? Number((await client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: s3.prefix + keys[i] }))).ContentLength)
-          : (await stat(join(root, keys[i]))).size;
+      while (next < all.length) {
+        const key = all[next++];
+        const st = await stat(join(root, key)).catch(() => null); // sets not generated this run
+        if (st) size.set(key, st.size);
       }
     };
     await Promise.all(Array.from({ length: 16 }, worker));
-    sizes.set(name, out);
   }
-  return sizes.get(name);
+  // Sets whose objects are not all there (not generated, or not uploaded to S3) are not served.
+  return new Map(
+    Object.entries(sets)
+      .filter(([, keys]) => keys.every((k) => size.has(k)))
+      .map(([name, keys]) => [name, keys.map((k) => size.get(k))]),
+  );
 }
+const sizes = await listSizes();
 
 /** Opens object `i` from byte `from`: a promise of an async iterable of buffers. */
 async function openObject(key, from, size) {
@@ -70,11 +81,12 @@ const app = new Hono();
 app.get("/files/:set", async (c) => {
   const name = c.req.param("set");
   const keys = sets[name];
-  if (!keys) return c.notFound();
-  const lens = await sizesOf(name);
+  const lens = sizes.get(name);
+  if (!keys || !lens) return c.notFound();
   const total = lens.reduce((a, b) => a + b, 0);
-  const m = /^bytes=(\d+)-$/.exec(c.req.header("range") ?? "");
+  const m = /^bytes=(\d+)-(\d*)$/.exec(c.req.header("range") ?? "");
   const start = m ? Math.min(Number(m[1]), total) : 0;
+  const end = m?.[2] ? Math.min(Number(m[2]) + 1, total) : total; // exclusive
   // First object that holds byte `start`, and the offset in it.
   let first = 0;
   let skip = start;
@@ -82,9 +94,10 @@ app.get("/files/:set", async (c) => {
   const out = c.env.outgoing;
   out.writeHead(m ? 206 : 200, {
     "Content-Type": "application/octet-stream",
-    "Content-Length": String(total - start),
-    ...(m ? { "Content-Range": `bytes ${start}-${total - 1}/${total}` } : {}),
+    "Content-Length": String(end - start),
+    ...(m ? { "Content-Range": `bytes ${start}-${end - 1}/${total}` } : {}),
   });
+  let left = end - start;
   const pending = [];
   let next = first;
   const fill = () => {
@@ -98,14 +111,22 @@ app.get("/files/:set", async (c) => {
   void (async () => {
     try {
       fill();
-      while (pending.length > 0) {
+      while (pending.length > 0 && left > 0) {
         const body = await pending.shift();
         fill();
         for await (const chunk of body) {
           if (out.destroyed) throw new Error("client went away");
-          if (!out.write(chunk)) await drained(out);
+          const piece = chunk.length <= left ? chunk : chunk.subarray(0, left);
+          left -= piece.length;
+          if (!out.write(piece)) await drained(out);
+          if (left === 0) break;
         }
       }
+      for (const p of pending.splice(0))
+        p.then(
+          (body) => body.destroy?.(),
+          () => {},
+        );
       out.end();
     } catch {
       out.destroy();

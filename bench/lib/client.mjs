@@ -7,11 +7,13 @@ const FORMAT = "%{http_code} %{size_download} %{time_starttransfer} %{time_total
 
 /**
  * One download with curl into /dev/null. `range` is a start offset (`Range: bytes=N-`),
+ * `rangeTo` an end offset (`Range: bytes=0-N`, inclusive),
  * `maxTime` caps the transfer (seconds; a capped transfer is reported, not thrown).
  */
-export async function curl(url, { range, maxTime } = {}) {
+export async function curl(url, { range, rangeTo, maxTime } = {}) {
   const args = ["-s", "-o", "/dev/null", "-w", FORMAT];
   if (range !== undefined) args.push("-r", `${range}-`);
+  if (rangeTo !== undefined) args.push("-r", `0-${rangeTo}`);
   if (maxTime !== undefined) args.push("--max-time", String(maxTime));
   args.push(url);
   let out;

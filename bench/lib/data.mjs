@@ -21,43 +21,53 @@ export function dataPlan(quick) {
 const pad = (n, w) => String(n).padStart(w, "0");
 
 /**
- * Writes the objects under `root` (unless a previous run left the same plan there) and
- * returns the sets: name -> keys (relative to root), plus what zipgate is asked for.
+ * Writes the objects of the `parts` asked for ("large", "small", "many") under `root`,
+ * unless a previous run left the same plan there, and returns the sets: name -> keys
+ * (relative to root), plus what zipgate is asked for.
  */
-export function generate(root, plan, log) {
-  const marker = join(root, ".bench-plan.json");
-  let done = false;
-  try {
-    done = readFileSync(marker, "utf8") === JSON.stringify(plan);
-  } catch {}
+export function generate(root, plan, parts, log) {
   const large = Array.from({ length: plan.largeCount }, (_, i) => `large/big${i}.bin`);
   const small = Array.from({ length: plan.smallCount }, (_, i) => `small/f${pad(i, 5)}.bin`);
   const many = Array.from({ length: plan.manyCount }, (_, i) => `many/d${pad(Math.floor(i / 1000), 3)}/f${pad(i, 6)}.bin`);
-  if (!done) {
-    const t0 = Date.now();
-    const block = randomBytes(MiB);
-    mkdirSync(join(root, "large"), { recursive: true });
-    large.forEach((key, f) => {
-      const fd = openSync(join(root, key), "w");
-      for (let i = 0; i < plan.largeBytes / MiB; i++) {
-        block.writeUInt32LE(f, 0); // file and MiB counters: no two MiB alike
-        block.writeUInt32LE(i, 4);
-        writeSync(fd, block);
+  const pool = randomBytes(MiB + plan.smallBytes);
+  const writers = {
+    large() {
+      const block = randomBytes(MiB);
+      mkdirSync(join(root, "large"), { recursive: true });
+      for (const [f, key] of large.entries()) {
+        const fd = openSync(join(root, key), "w");
+        for (let i = 0; i < plan.largeBytes / MiB; i++) {
+          block.writeUInt32LE(f, 0); // file and MiB counters: no two MiB alike
+          block.writeUInt32LE(i, 4);
+          writeSync(fd, block);
+        }
+        closeSync(fd);
       }
-      closeSync(fd);
-    });
-    const pool = randomBytes(MiB + plan.smallBytes);
-    mkdirSync(join(root, "small"), { recursive: true });
-    for (const [i, key] of small.entries()) writeFileSync(join(root, key), pool.subarray((i * 4099) % MiB, ((i * 4099) % MiB) + plan.smallBytes));
-    for (let d = 0; d * 1000 < plan.manyCount; d++) mkdirSync(join(root, `many/d${pad(d, 3)}`), { recursive: true });
-    for (const [i, key] of many.entries()) writeFileSync(join(root, key), pool.subarray((i * 97) % MiB, ((i * 97) % MiB) + plan.manyBytes));
+    },
+    small() {
+      mkdirSync(join(root, "small"), { recursive: true });
+      for (const [i, key] of small.entries()) writeFileSync(join(root, key), pool.subarray((i * 4099) % MiB, ((i * 4099) % MiB) + plan.smallBytes));
+    },
+    many() {
+      for (let d = 0; d * 1000 < plan.manyCount; d++) mkdirSync(join(root, `many/d${pad(d, 3)}`), { recursive: true });
+      for (const [i, key] of many.entries()) writeFileSync(join(root, key), pool.subarray((i * 97) % MiB, ((i * 97) % MiB) + plan.manyBytes));
+    },
+  };
+  const t0 = Date.now();
+  const made = [];
+  for (const part of parts) {
+    const marker = join(root, `.bench-${part}.json`);
+    let done = false;
+    try {
+      done = readFileSync(marker, "utf8") === JSON.stringify(plan);
+    } catch {}
+    if (done) continue;
+    writers[part]();
     writeFileSync(marker, JSON.stringify(plan));
-    log(
-      `generated ${plan.largeCount} × ${plan.largeBytes / MiB} MiB, ${plan.smallCount} × ${plan.smallBytes / 1024} KiB, ${plan.manyCount} × ${plan.manyBytes} B in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
-    );
-  } else {
-    log(`reusing the data in ${root}`);
+    made.push(part);
   }
+  if (made.length > 0) log(`generated the ${made.join(", ")} objects in ${((Date.now() - t0) / 1000).toFixed(1)} s (${root})`);
+  if (made.length < parts.length) log(`reused the ${parts.filter((p) => !made.includes(p)).join(", ")} objects in ${root}`);
   const half = large.slice(0, Math.ceil(large.length / 2));
   return {
     // name -> { keys (for the other servers), objects (zipgate's request), files, bytes }

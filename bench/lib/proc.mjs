@@ -15,12 +15,24 @@ function killAll(signal) {
     } catch {}
   }
 }
-process.on("exit", () => killAll("SIGKILL"));
+/** Synchronous clean-ups run on the way out (last registered first), after the kill. */
+const cleanups = [];
+export function atExit(fn) {
+  cleanups.push(fn);
+}
+function cleanUp() {
+  killAll("SIGKILL");
+  while (cleanups.length > 0) {
+    try {
+      cleanups.pop()();
+    } catch {}
+  }
+}
+process.on("exit", cleanUp);
 for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
   process.on(sig, () => {
-    process.stderr.write(`\nbench: ${sig}, stopping the servers\n`);
-    killAll("SIGKILL");
-    process.exit(130);
+    process.stderr.write(`\nbench: ${sig}, stopping the servers and removing the data\n`);
+    process.exit(130); // runs cleanUp
   });
 }
 

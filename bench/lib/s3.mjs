@@ -4,7 +4,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { CreateBucketCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { run } from "./proc.mjs";
+import { atExit, run } from "./proc.mjs";
 
 const BUCKET = "zipgate-bench";
 const PREFIX = "data/";
@@ -13,12 +13,15 @@ export async function startS3({ repo, work, sets, root, say }) {
   const script = join(repo, "scripts/swift-s3.sh");
   const state = join(work, "swift");
   say("starting Swift s3api on loopback (scripts/swift-s3.sh; it installs the Debian swift packages when missing)");
+  let stopped = false;
   const stop = () => {
+    if (stopped) return;
+    stopped = true;
     try {
       execFileSync("bash", [script, "stop", state], { stdio: "ignore" });
     } catch {}
   };
-  process.on("exit", stop); // even on a crash
+  atExit(stop); // also on a crash or a signal
   const info = JSON.parse((await run("bash", [script, "start", state], { timeoutMs: 900_000 })).trim().split("\n").pop());
   const s3 = { endpoint: info.endpoint, region: info.region, credentials: info.admin, bucket: BUCKET, prefix: PREFIX };
   const client = new S3Client({
@@ -35,6 +38,7 @@ export async function startS3({ repo, work, sets, root, say }) {
   const worker = async () => {
     while (next < keys.length) {
       const key = keys[next++];
+      if (next % 2500 === 0) say(`  uploaded ${next} of ${keys.length}`);
       await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: PREFIX + key, Body: readFileSync(join(root, key)) }));
     }
   };
