@@ -4,6 +4,7 @@ import { link, lstat, mkdir, readdir, readFile, realpath, rename, rm, writeFile 
 import { join, resolve, sep } from "node:path";
 import { Readable } from "node:stream";
 import { GatewayError, ObjectAccessDenied, ObjectChanged, ObjectNotFound, StorageUnavailable } from "../errors.js";
+import { mapLimit } from "../util/concurrency.js";
 import { isReserved } from "./keys.js";
 import type { ListItem, ObjectInfo, ReadOptions, Storage } from "./types.js";
 
@@ -18,6 +19,7 @@ export interface FsStorageOptions {
 }
 
 const DEFAULT_CHUNK = 256 * 1024;
+const LIST_CONCURRENCY = 32;
 
 /**
  * A folder on the local disk as an object store. Symbolic links are never
@@ -57,36 +59,40 @@ export async function createFsStorage(options: FsStorageOptions): Promise<Storag
 
     async *list(prefix) {
       const base = pathOf(prefix);
-      const items: ListItem[] = [];
       const top = await lstat(base).catch(() => null);
       if (!top?.isDirectory()) throw new ObjectNotFound(prefix);
-      const walk = async (dir: string, keyPrefix: string): Promise<void> => {
+      const items: Array<{ sortKey: Buffer; item: ListItem }> = [];
+      const add = (item: ListItem): void => {
+        items.push({ sortKey: Buffer.from(item.key), item });
+      };
+      // Breadth-first, with a bounded number of stats in flight: a folder of
+      // 100,000 files must not mean 100,000 pending promises.
+      const dirs: Array<[string, string]> = [[base, prefix]];
+      while (dirs.length > 0) {
+        const [dir, keyPrefix] = dirs.shift() as [string, string];
         let dirents: import("node:fs").Dirent[];
         try {
           dirents = await readdir(dir, { withFileTypes: true });
         } catch (err) {
-          if (isCode(err, "ENOENT") || isCode(err, "ENOTDIR")) return;
+          if (isCode(err, "ENOENT") || isCode(err, "ENOTDIR")) continue;
           throw mapFsError(err, keyPrefix);
         }
-        await Promise.all(
-          dirents.map(async (d) => {
-            const key = keyPrefix + d.name;
-            if (!isReserved(prefix) && isReserved(key)) return;
-            if (d.isFile()) {
-              const st = await lstat(join(dir, d.name), { bigint: true }).catch(() => null);
-              if (st?.isFile()) items.push({ kind: "file", ...info(key, st) });
-            } else if (d.isDirectory()) {
-              const st = await lstat(join(dir, d.name)).catch(() => null);
-              if (!st?.isDirectory()) return;
-              items.push({ kind: "dir", key: `${key}/`, mtimeMs: st.mtimeMs });
-              await walk(join(dir, d.name), `${key}/`);
-            }
-          }),
-        );
-      };
-      await walk(base, prefix);
-      items.sort((a, b) => Buffer.compare(Buffer.from(a.key), Buffer.from(b.key)));
-      yield* items;
+        await mapLimit(dirents, LIST_CONCURRENCY, async (d) => {
+          const key = keyPrefix + d.name;
+          if (!isReserved(prefix) && isReserved(key)) return;
+          if (d.isFile()) {
+            const st = await lstat(join(dir, d.name), { bigint: true }).catch(() => null);
+            if (st?.isFile()) add({ kind: "file", ...info(key, st) });
+          } else if (d.isDirectory()) {
+            const st = await lstat(join(dir, d.name)).catch(() => null);
+            if (!st?.isDirectory()) return;
+            add({ kind: "dir", key: `${key}/`, mtimeMs: st.mtimeMs });
+            dirs.push([join(dir, d.name), `${key}/`]);
+          }
+        });
+      }
+      items.sort((a, b) => Buffer.compare(a.sortKey, b.sortKey));
+      for (const { item } of items) yield item;
     },
 
     async read(key, opts: ReadOptions = {}): Promise<Readable> {
