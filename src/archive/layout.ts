@@ -294,24 +294,13 @@ export type Segment =
   | { kind: "central"; index: number; start: number; end: number }
   | { kind: "end"; start: number; end: number };
 
-/** Index of the entry whose local part (header, data, descriptor) holds `pos`. */
-function entryAt(layout: Layout, pos: number): number {
+/** Index of the last entry whose `offsetOf` is at or before `pos` (binary search). */
+function lastAtOrBefore(layout: Layout, pos: number, offsetOf: (e: LayoutEntry) => number): number {
   let lo = 0;
   let hi = layout.entries.length - 1;
   while (lo < hi) {
     const mid = (lo + hi + 1) >>> 1;
-    if ((layout.entries[mid] as LayoutEntry).offset <= pos) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo;
-}
-
-function centralAt(layout: Layout, pos: number): number {
-  let lo = 0;
-  let hi = layout.entries.length - 1;
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >>> 1;
-    if ((layout.entries[mid] as LayoutEntry).centralOffset <= pos) lo = mid;
+    if (offsetOf(layout.entries[mid] as LayoutEntry) <= pos) lo = mid;
     else hi = mid - 1;
   }
   return lo;
@@ -325,7 +314,7 @@ export function* segments(layout: Layout, start = 0, end = layout.total): Genera
   if (start >= end) return;
   const { entries } = layout;
   if (start < layout.centralStart && entries.length > 0) {
-    for (let i = entryAt(layout, start); i < entries.length; i++) {
+    for (let i = lastAtOrBefore(layout, start, (e) => e.offset); i < entries.length; i++) {
       const e = entries[i] as LayoutEntry;
       if (e.offset >= end) return;
       const dataEnd = e.dataOffset + e.size;
@@ -342,7 +331,7 @@ export function* segments(layout: Layout, start = 0, end = layout.total): Genera
     }
   }
   if (end > layout.centralStart && start < layout.endOffset && entries.length > 0) {
-    for (let i = centralAt(layout, Math.max(start, layout.centralStart)); i < entries.length; i++) {
+    for (let i = lastAtOrBefore(layout, Math.max(start, layout.centralStart), (e) => e.centralOffset); i < entries.length; i++) {
       const e = entries[i] as LayoutEntry;
       if (e.centralOffset >= end) return;
       const a = Math.max(e.centralOffset, start);
