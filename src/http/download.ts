@@ -4,7 +4,7 @@ import type { HttpBindings } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import type { Context } from "hono";
 import type { AppEnv } from "../api/deps.js";
-import { streamedArchive } from "../archive/deflate.js";
+import { streamedArchive } from "../archive/streamed.js";
 import { describeError, type Logger } from "../log.js";
 import type { Download, ZipballService } from "../zipball/service.js";
 import { contentDisposition } from "./disposition.js";

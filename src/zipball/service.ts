@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { LRUCache } from "lru-cache";
-import { streamedArchive } from "../archive/deflate.js";
+import { streamedArchive } from "../archive/streamed.js";
 import { computeLayout, type Layout } from "../archive/layout.js";
 import { type EntryReader, openArchiveRange } from "../archive/stream.js";
 import { checkScopes } from "../auth.js";
