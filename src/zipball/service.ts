@@ -1,9 +1,9 @@
 import { createHash, randomUUID } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { LRUCache } from "lru-cache";
-import { streamedArchive } from "../archive/streamed.js";
 import { computeLayout, type Layout } from "../archive/layout.js";
 import { type EntryReader, openArchiveRange } from "../archive/stream.js";
+import { streamedArchive } from "../archive/streamed.js";
 import { checkScopes } from "../auth.js";
 import { GatewayError } from "../errors.js";
 import { describeError, type Logger } from "../log.js";
