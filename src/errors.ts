@@ -51,10 +51,6 @@ export class StorageUnavailable extends GatewayError {
   }
 }
 
-export function badRequest(message: string, details?: Record<string, unknown>): GatewayError {
-  return new GatewayError(400, "bad_request", message, details ? { details } : undefined);
-}
-
 /** Wraps anything thrown into a GatewayError; unknown errors become a generic 500. */
 export function toGatewayError(err: unknown): GatewayError {
   if (err instanceof GatewayError) return err;

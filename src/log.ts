@@ -19,8 +19,6 @@ export function createLogger(write: (line: string) => void = (l) => process.stdo
   };
 }
 
-export const silentLogger: Logger = { info() {}, warn() {}, error() {} };
-
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
 
 /** The path without its query, with ids (which are capabilities) shortened. */

@@ -11,8 +11,6 @@ import { contentDisposition } from "./disposition.js";
 import { evaluatePreconditions, parseRange } from "./range.js";
 
 export interface DownloadHooks {
-  /** The response is committed: headers are about to go out with a body. */
-  onStart?(): void;
   /** The body ended: all bytes sent, or the transfer failed or was cut. */
   onEnd?(outcome: { ok: boolean; bytes: number; error?: unknown }): void;
   /** A file entry's data was streamed whole. */
@@ -29,7 +27,6 @@ export interface ServeOptions {
   requestId: string;
   logger: Logger;
   hooks?: DownloadHooks | undefined;
-  now?: number;
 }
 
 /**
@@ -39,7 +36,7 @@ export interface ServeOptions {
  * destroys the response, aborting the connection.
  */
 export async function serveDownload(service: ZipballService, download: Download, opts: ServeOptions): Promise<Response> {
-  const now = opts.now ?? Date.now();
+  const now = Date.now();
   const deflate = download.zipball.manifest.compression === "deflate";
   const chunked = deflate || download.chunked;
   const maxAge = Math.max(0, Math.floor((download.expiresAt.getTime() - now) / 1000));
@@ -90,7 +87,6 @@ export async function serveDownload(service: ZipballService, download: Download,
     unlink();
     throw err;
   });
-  opts.hooks?.onStart?.();
   return sendBody(opts.outgoing, status, headers, iter, end - start, controller, opts);
 }
 
@@ -166,7 +162,6 @@ function streamChunked(service: ZipballService, download: Download, headers: Hea
   const entries = download.indexes.map((p) => download.zipball.entries[p] as (typeof download.zipball.entries)[number]);
   const body: Readable = streamedArchive(entries, service.reader(download), controller.signal, mode);
   controller.signal.addEventListener("abort", unlink, { once: true });
-  opts.hooks?.onStart?.();
   return sendBody(opts.outgoing, 200, headers, body, undefined, controller, opts);
 }
 

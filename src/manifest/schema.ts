@@ -21,8 +21,6 @@ export interface Manifest {
   exp: number;
   /** SHA-256 (hex) of the pinned entry list stored with it. */
   entries: string;
-  /** Flavour-specific options (small). */
-  options?: Record<string, unknown> | undefined;
 }
 
 /**

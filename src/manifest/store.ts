@@ -3,6 +3,7 @@ import { LRUCache } from "lru-cache";
 import { GatewayError } from "../errors.js";
 import { RESERVED_PREFIX } from "../storage/keys.js";
 import type { Storage } from "../storage/types.js";
+import { isUuidV4 } from "../util/uuid.js";
 import type { Manifest, PinnedEntry } from "./schema.js";
 import type { ManifestSigner } from "./token.js";
 
@@ -10,12 +11,6 @@ import type { ManifestSigner } from "./token.js";
 export interface Zipball {
   manifest: Manifest;
   entries: PinnedEntry[];
-}
-
-const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-
-export function isZipballId(id: string): boolean {
-  return UUID_V4.test(id);
 }
 
 export function entriesDigest(json: string): string {
@@ -69,7 +64,7 @@ export class ZipballStore {
    * expired (unless `allowExpired`, for a download that already started).
    */
   async load(id: string, now = Date.now(), allowExpired = false): Promise<Zipball> {
-    if (!isZipballId(id)) throw notFound();
+    if (!isUuidV4(id)) throw notFound();
     const cached = this.#cache.get(id);
     if (cached) {
       if (!allowExpired && cached.manifest.exp * 1000 <= now) throw expired();

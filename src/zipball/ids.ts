@@ -2,10 +2,10 @@ import { createHash, randomUUID } from "node:crypto";
 import { GatewayError } from "../errors.js";
 import { RESERVED_PREFIX } from "../storage/keys.js";
 import type { Storage } from "../storage/types.js";
+import { isUuidV4 } from "../util/uuid.js";
 
 const ID_PREFIX = `${RESERVED_PREFIX}ids/`;
 const PATH_PREFIX = `${RESERVED_PREFIX}paths/`;
-const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 /**
  * Object ids kept in the store itself, so every replica resolves an id the
@@ -29,7 +29,7 @@ export class IdIndex {
 
   /** The key an id stands for, or undefined. */
   async resolve(id: string): Promise<string | undefined> {
-    if (!UUID_V4.test(id)) throw new GatewayError(400, "invalid_id", `"${id}" is not a UUIDv4`);
+    if (!isUuidV4(id)) throw new GatewayError(400, "invalid_id", `"${id}" is not a UUIDv4`);
     const body = await this.storage.get(ID_PREFIX + id);
     return body ? (JSON.parse(body.toString("utf8")) as { key: string }).key : undefined;
   }

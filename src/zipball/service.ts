@@ -47,7 +47,6 @@ export interface CreateInput {
   expiresIn?: number | undefined;
   /** Path prefixes the caller may read (`/dir/`); undefined = everything. */
   scopes?: string[] | undefined;
-  options?: Record<string, unknown> | undefined;
 }
 
 /** Everything needed to answer a download before its first byte. */
@@ -108,7 +107,6 @@ export class ZipballService {
         owner: input.owner,
         iat,
         exp: iat + ttl,
-        options: input.options,
       },
       resolution.entries,
     );

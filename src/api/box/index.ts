@@ -5,6 +5,7 @@ import { downloadContext, serveDownload } from "../../http/download.js";
 import { describeError } from "../../log.js";
 import type { RequestedItem } from "../../manifest/schema.js";
 import { keyFromPath } from "../../storage/keys.js";
+import { isUuidV4 } from "../../util/uuid.js";
 import type { DownloadProgress } from "../../zipball/progress.js";
 import type { Download } from "../../zipball/service.js";
 import { jsonObject, onlyFields, optionalString } from "../body.js";
@@ -14,7 +15,6 @@ import type { ApiDeps, AppEnv } from "../deps.js";
 const STATUS_LIFETIME_MS = 12 * 3600 * 1000;
 /** Progress is written at most this often while a download runs. */
 const PROGRESS_INTERVAL_MS = 1000;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 interface BoxItem {
   type: "file" | "folder";
@@ -76,7 +76,7 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
 
   app.on(["GET", "HEAD"], "/2.0/zip_downloads/:id/content", async (c) => {
     const id = c.req.param("id");
-    const progress = UUID.test(id) ? await deps.progress.get(id) : null;
+    const progress = isUuidV4(id) ? await deps.progress.get(id) : null;
     const started = progress !== null && Date.now() - Date.parse(progress.started_at) < STATUS_LIFETIME_MS;
     if (progress && !deps.box.allowResume) throw new GatewayError(404, "not_found", "this download URL has already been used");
     // A download that started stays valid for that download, even past expires_at.
@@ -135,7 +135,7 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
   app.get("/2.0/zip_downloads/:id/status", async (c) => {
     const caller = deps.keys.authenticate(c.req.header("authorization"));
     const id = c.req.param("id");
-    const progress = UUID.test(id) ? await deps.progress.get(id) : null;
+    const progress = isUuidV4(id) ? await deps.progress.get(id) : null;
     // 404 before the download starts, after the status expired, and for another key's download.
     if (!progress || progress.owner !== caller.keyId || Date.now() - Date.parse(progress.started_at) >= STATUS_LIFETIME_MS) {
       throw new GatewayError(404, "not_found", "no download has started for this zip download");
@@ -172,7 +172,7 @@ async function toRequested(item: BoxItem, deps: ApiDeps): Promise<RequestedItem>
     if (item.id === "0" || item.id === "/") throw new GatewayError(400, "bad_request", "the root folder cannot be downloaded");
     return { type: "folder", key: keyFromPath(item.id.startsWith("/") ? item.id : `/${item.id}`, "folder", "id") };
   }
-  if (UUID.test(item.id)) {
+  if (isUuidV4(item.id)) {
     const key = await deps.ids.resolve(item.id);
     if (key === undefined) throw new GatewayError(404, "not_found", `no file has the id ${item.id}`);
     return { type: "file", key };
