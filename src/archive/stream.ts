@@ -1,6 +1,6 @@
 import type { Readable } from "node:stream";
-import { crc32 } from "node:zlib";
 import { ObjectChanged } from "../errors.js";
+import { crc32 } from "../util/crc32.js";
 import { centralRecord, crcsNeeded, dataDescriptor, endRecords, type Layout, type LayoutEntry, localHeader, segments } from "./layout.js";
 
 /**

@@ -1,5 +1,4 @@
 import { createHash, randomUUID } from "node:crypto";
-import { crc32 } from "node:zlib";
 import { LRUCache } from "lru-cache";
 import { computeLayout, type Layout } from "../archive/layout.js";
 import { type EntryReader, openArchiveRange } from "../archive/stream.js";
@@ -12,6 +11,7 @@ import type { Zipball, ZipballStore } from "../manifest/store.js";
 import type { UrlFetcher } from "../sources/url.js";
 import type { Storage } from "../storage/types.js";
 import { mapLimit } from "../util/concurrency.js";
+import { crc32 } from "../util/crc32.js";
 import type { CrcBook } from "./crcs.js";
 import { type Resolution, resolveItems } from "./resolve.js";
 
