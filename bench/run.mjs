@@ -85,9 +85,11 @@ const SCENARIOS = [
     set: "large",
     contenders: ALL,
     reps: reps,
-    async once(srv) {
+    async once(srv, id) {
+      // zipgate: a new zipball every time, so each download computes every CRC (its costliest case).
+      const url = id === "zipgate" ? (await srv.prepare("large")).url : srv.url;
       const c0 = cpuSeconds(srv.pid);
-      const r = await curl(srv.url);
+      const r = await curl(url);
       const cpu = cpuSeconds(srv.pid) - c0;
       expectStatus(r, 200);
       return { mbps: r.bytes / r.seconds / 1e6, cpuPerGB: cpu / (r.bytes / 1e9), seconds: r.seconds, bytes: r.bytes };
@@ -99,6 +101,7 @@ const SCENARIOS = [
       ["seconds", "seconds"],
       ["archive bytes", "bytes", 0],
     ],
+    note: "zipgate: a new zipball each round, so every download is a first one (all CRCs computed from the data); the POST is not timed",
   },
   {
     id: "small",

@@ -1,5 +1,6 @@
 // Test data, generated fresh in a temp folder: real bytes on disk (no sparse files, which
 // would read faster than data), random-ish so no two MiB are identical.
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
@@ -66,6 +67,8 @@ export function generate(root, plan, parts, log) {
     writeFileSync(marker, JSON.stringify(plan));
     made.push(part);
   }
+  // Write the new data back now: pages still dirty would be flushed during the first rounds.
+  if (made.length > 0) execFileSync("sync");
   if (made.length > 0) log(`generated the ${made.join(", ")} objects in ${((Date.now() - t0) / 1000).toFixed(1)} s (${root})`);
   if (made.length < parts.length) log(`reused the ${parts.filter((p) => !made.includes(p)).join(", ")} objects in ${root}`);
   const half = large.slice(0, Math.ceil(large.length / 2));
