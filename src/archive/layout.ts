@@ -318,16 +318,15 @@ export function* segments(layout: Layout, start = 0, end = layout.total): Genera
       const e = entries[i] as LayoutEntry;
       if (e.offset >= end) return;
       const dataEnd = e.dataOffset + e.size;
-      const parts: Array<["local" | "data" | "descriptor", number, number]> = [
-        ["local", e.offset, e.dataOffset],
-        ["data", e.dataOffset, dataEnd],
-        ["descriptor", dataEnd, dataEnd + e.descriptorLength],
-      ];
-      for (const [kind, s, t] of parts) {
-        const a = Math.max(s, start);
-        const b = Math.min(t, end);
-        if (a < b) yield { kind, index: i, start: a, end: b };
-      }
+      let a = Math.max(e.offset, start);
+      let b = Math.min(e.dataOffset, end);
+      if (a < b) yield { kind: "local", index: i, start: a, end: b };
+      a = Math.max(e.dataOffset, start);
+      b = Math.min(dataEnd, end);
+      if (a < b) yield { kind: "data", index: i, start: a, end: b };
+      a = Math.max(dataEnd, start);
+      b = Math.min(dataEnd + e.descriptorLength, end);
+      if (a < b) yield { kind: "descriptor", index: i, start: a, end: b };
     }
   }
   if (end > layout.centralStart && start < layout.endOffset && entries.length > 0) {

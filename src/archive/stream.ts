@@ -1,5 +1,6 @@
 import type { Readable } from "node:stream";
 import { ObjectChanged } from "../errors.js";
+import { chunksOf, type ObjectBody } from "../storage/types.js";
 import { crc32 } from "../util/crc32.js";
 import { centralRecord, crcsNeeded, dataDescriptor, endRecords, type Layout, type LayoutEntry, localHeader, segments } from "./layout.js";
 
@@ -7,7 +8,7 @@ import { centralRecord, crcsNeeded, dataDescriptor, endRecords, type Layout, typ
  * Opens the data of one file entry (by index), or a byte range of it
  * (start inclusive, end exclusive, relative to the entry's data).
  */
-export type EntryReader = (index: number, range: { start: number; end: number } | undefined, signal: AbortSignal | undefined) => Promise<Readable>;
+export type EntryReader = (index: number, range: { start: number; end: number } | undefined, signal: AbortSignal | undefined) => Promise<ObjectBody>;
 
 export interface ArchiveStreamOptions {
   layout: Layout;
@@ -53,13 +54,15 @@ export async function openArchiveRange(opts: ArchiveStreamOptions): Promise<Asyn
     for (const i of missing) if (!crcs.has(i)) throw new Error(`no CRC for entry ${i}`);
   }
 
-  const dataSegments: Array<{ index: number; start: number; end: number }> = [];
-  for (const seg of segments(layout, start, end)) if (seg.kind === "data") dataSegments.push(seg);
-
+  // Walked lazily, never held as a list: 100,000 long-lived segment objects would also teach
+  // V8 to allocate the short-lived ones of the same kind straight into the old generation.
+  const dataSegments = (function* () {
+    for (const seg of segments(layout, start, end)) if (seg.kind === "data") yield seg;
+  })();
   const reader = new ReadAhead(opts.read, dataSegments, layout, opts.readAhead ?? DEFAULT_READ_AHEAD, signal);
   try {
     // Open the first object now: a missing or changed first object is still a clean error.
-    if (dataSegments.length > 0) await reader.peek();
+    await reader.peek();
   } catch (err) {
     reader.close();
     throw err;
@@ -126,7 +129,7 @@ async function* generate(
           const body = await reader.next();
           let crc = 0;
           let got = 0;
-          for await (const chunk of body.stream as AsyncIterable<Buffer>) {
+          for await (const chunk of chunksOf(body.body)) {
             got += chunk.length;
             if (got > expected) throw new ObjectChanged(e.name.toString());
             if (whole) crc = crc32(chunk, crc);
@@ -159,39 +162,46 @@ async function* generate(
 }
 
 interface OpenBody {
-  stream: Readable;
+  body: ObjectBody;
 }
 
 /** Opens the objects of the data segments in order, up to `depth` ahead. */
 class ReadAhead {
   readonly #pending: Array<Promise<OpenBody>> = [];
-  #nextToOpen = 0;
   #current: Readable | undefined;
   #closed = false;
+  #exhausted = false;
 
   constructor(
     private readonly read: EntryReader,
-    private readonly segs: ReadonlyArray<{ index: number; start: number; end: number }>,
+    private readonly segs: Iterator<{ index: number; start: number; end: number }>,
     private readonly layout: Layout,
     private readonly depth: number,
     private readonly signal: AbortSignal | undefined,
   ) {}
 
   #fill(): void {
-    while (!this.#closed && this.#pending.length < this.depth && this.#nextToOpen < this.segs.length) {
-      const seg = this.segs[this.#nextToOpen++] as { index: number; start: number; end: number };
+    while (!this.#closed && !this.#exhausted && this.#pending.length < this.depth) {
+      const next = this.segs.next();
+      if (next.done) {
+        this.#exhausted = true;
+        return;
+      }
+      const seg = next.value;
       const entry = this.layout.entries[seg.index] as LayoutEntry;
       const range =
         seg.start === entry.dataOffset && seg.end === entry.dataOffset + entry.size
           ? undefined
           : { start: seg.start - entry.dataOffset, end: seg.end - entry.dataOffset };
-      const opened = this.read(seg.index, range, this.signal).then((stream) => {
-        // A body waiting its turn may fail (an abort, a reset) before anyone reads it;
-        // its error then reaches the reader through the iterator, never as an uncaught event.
-        stream.on("error", () => {});
-        // A body opened after close() would never be consumed.
-        if (this.#closed) stream.destroy();
-        return { stream };
+      const opened = this.read(seg.index, range, this.signal).then((body) => {
+        if (!Buffer.isBuffer(body)) {
+          // A body waiting its turn may fail (an abort, a reset) before anyone reads it;
+          // its error then reaches the reader through the iterator, never as an uncaught event.
+          body.on("error", () => {});
+          // A body opened after close() would never be consumed.
+          if (this.#closed) body.destroy();
+        }
+        return { body };
       });
       opened.catch(() => {}); // awaited later; avoid an unhandled rejection meanwhile
       this.#pending.push(opened);
@@ -210,7 +220,7 @@ class ReadAhead {
     if (!opened) throw new Error("no more objects to read");
     this.#fill();
     const body = await opened;
-    this.#current = body.stream;
+    this.#current = Buffer.isBuffer(body.body) ? undefined : body.body;
     return body;
   }
 
@@ -220,7 +230,9 @@ class ReadAhead {
     this.#current?.destroy();
     for (const p of this.#pending.splice(0))
       p.then(
-        (b) => b.stream.destroy(),
+        (b) => {
+          if (!Buffer.isBuffer(b.body)) b.body.destroy();
+        },
         () => {},
       );
   }

@@ -1,5 +1,4 @@
 import { PassThrough, type Readable } from "node:stream";
-import ZipStream from "zip-stream";
 import type { EntryReader } from "./stream.js";
 
 export interface DeflateEntry {
@@ -16,10 +15,7 @@ export interface DeflateEntry {
  * client sees a failed transfer rather than a short archive.
  */
 export function streamedArchive(entries: readonly DeflateEntry[], read: EntryReader, signal: AbortSignal, options: { store: boolean }): Readable {
-  const zip = new ZipStream({ zlib: { level: 6 }, store: options.store });
   const out = new PassThrough({ highWaterMark: 256 * 1024 });
-  zip.on("error", (err: Error) => out.destroy(err));
-  zip.pipe(out);
   let current: Readable | undefined;
   const onAbort = (): void => {
     current?.destroy();
@@ -27,12 +23,16 @@ export function streamedArchive(entries: readonly DeflateEntry[], read: EntryRea
   };
   signal.addEventListener("abort", onAbort, { once: true });
 
-  const add = (source: Readable | null, name: string, date: Date, dir: boolean): Promise<void> =>
-    new Promise((resolve, reject) => {
-      zip.entry(source, { name, date, type: dir ? "directory" : "file", store: options.store }, (err) => (err ? reject(err) : resolve()));
-    });
-
   (async () => {
+    // Loaded on first use: most archives are laid out by layout.ts and never need it.
+    const { default: ZipStream } = await import("zip-stream");
+    const zip = new ZipStream({ zlib: { level: 6 }, store: options.store });
+    zip.on("error", (err: Error) => out.destroy(err));
+    zip.pipe(out);
+    const add = (source: Readable | Buffer | null, name: string, date: Date, dir: boolean): Promise<void> =>
+      new Promise((resolve, reject) => {
+        zip.entry(source, { name, date, type: dir ? "directory" : "file", store: options.store }, (err) => (err ? reject(err) : resolve()));
+      });
     for (const [index, entry] of entries.entries()) {
       const date = new Date(entry.mtimeMs);
       if (entry.kind === "dir") {
@@ -40,6 +40,10 @@ export function streamedArchive(entries: readonly DeflateEntry[], read: EntryRea
         continue;
       }
       const body = await read(index, undefined, signal);
+      if (Buffer.isBuffer(body)) {
+        await add(body, entry.name, date, false);
+        continue;
+      }
       current = body;
       // zip-stream does not see errors of its source; forward them.
       const failed = new Promise<never>((_, reject) => body.once("error", reject));

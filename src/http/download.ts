@@ -159,8 +159,7 @@ function linkAbort(signal: AbortSignal, controller: AbortController): () => void
 function streamChunked(service: ZipballService, download: Download, headers: Headers, opts: ServeOptions, mode: { store: boolean }): Response {
   const controller = new AbortController();
   const unlink = linkAbort(opts.signal, controller);
-  const entries = download.indexes.map((p) => download.zipball.entries[p] as (typeof download.zipball.entries)[number]);
-  const body: Readable = streamedArchive(entries, service.reader(download), controller.signal, mode);
+  const body: Readable = streamedArchive(download.entries, service.reader(download), controller.signal, mode);
   controller.signal.addEventListener("abort", unlink, { once: true });
   return sendBody(opts.outgoing, 200, headers, body, undefined, controller, opts);
 }

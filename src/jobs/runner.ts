@@ -1,7 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { Readable } from "node:stream";
-import { AbortMultipartUploadCommand, S3Client } from "@aws-sdk/client-s3";
-import { Upload } from "@aws-sdk/lib-storage";
+import type { S3Client } from "@aws-sdk/client-s3";
 import type { Destination } from "../config.js";
 import { GatewayError, toGatewayError } from "../errors.js";
 import { describeError, type Logger } from "../log.js";
@@ -158,8 +157,10 @@ export class JobRunner {
         }
       })(),
     );
+    // The SDK is loaded when a job first runs, not by every gateway.
+    const [{ AbortMultipartUploadCommand }, { Upload }] = await Promise.all([import("@aws-sdk/client-s3"), import("@aws-sdk/lib-storage")]);
     const upload = new Upload({
-      client: this.#client(dest),
+      client: await this.#client(dest),
       params: {
         Bucket: dest.bucket,
         Key: job.request.key,
@@ -181,7 +182,7 @@ export class JobRunner {
       // lib-storage aborts the multipart upload on failure; make sure, so no parts are orphaned.
       const uploadId = (upload as unknown as { uploadId?: string }).uploadId;
       if (uploadId) {
-        await this.#client(dest)
+        await (await this.#client(dest))
           .send(new AbortMultipartUploadCommand({ Bucket: dest.bucket, Key: job.request.key, UploadId: uploadId }))
           .catch(() => {});
       }
@@ -191,7 +192,8 @@ export class JobRunner {
     }
   }
 
-  #client(dest: Destination): S3Client {
+  async #client(dest: Destination): Promise<S3Client> {
+    const { S3Client } = await import("@aws-sdk/client-s3");
     let client = this.#clients.get(dest.bucket);
     if (!client) {
       client = new S3Client({

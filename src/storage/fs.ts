@@ -2,11 +2,10 @@ import { randomUUID } from "node:crypto";
 import { createReadStream, close as fsClose } from "node:fs";
 import { link, mkdir, readFile, realpath, rename, rm, writeFile } from "node:fs/promises";
 import { join, resolve, sep } from "node:path";
-import { Readable } from "node:stream";
 import { GatewayError, ObjectAccessDenied, ObjectChanged, ObjectNotFound, StorageUnavailable } from "../errors.js";
 import { FsWorkers } from "./fs-workers.js";
 import { isReserved } from "./keys.js";
-import type { ReadOptions, Storage } from "./types.js";
+import type { ObjectBody, ReadOptions, Storage } from "./types.js";
 
 export interface FsStorageOptions {
   /** Folder that holds the objects; created when missing. */
@@ -77,7 +76,7 @@ export async function createFsStorage(options: FsStorageOptions): Promise<Storag
       }
     },
 
-    async read(key, opts: ReadOptions = {}): Promise<Readable> {
+    async read(key, opts: ReadOptions = {}): Promise<ObjectBody> {
       opts.signal?.throwIfAborted();
       const start = opts.range?.start ?? 0;
       const opened = await workers.open(pathOf(key), start, opts.range?.end, chunkSize).catch((err) => {
@@ -92,9 +91,8 @@ export async function createFsStorage(options: FsStorageOptions): Promise<Storag
         // The signal may have fired while the file was opened: a stream made
         // with an aborted signal errors with nobody listening yet.
         opts.signal?.throwIfAborted();
-        if (data) return Readable.from([Buffer.from(data.buffer, data.byteOffset, data.byteLength)]);
-        const stream = createReadStream("", { fd: fd as number, start, end: end - 1, highWaterMark: chunkSize, signal: opts.signal, autoClose: true });
-        return stream;
+        if (data) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+        return createReadStream("", { fd: fd as number, start, end: end - 1, highWaterMark: chunkSize, signal: opts.signal, autoClose: true });
       } catch (err) {
         if (fd !== undefined) fsClose(fd, () => {});
         throw err;

@@ -1,6 +1,5 @@
 import type { StorageConfig } from "../config.js";
 import { createFsStorage } from "./fs.js";
-import { createS3Storage } from "./s3.js";
 import type { Storage } from "./types.js";
 
 /** The store named by the configuration. */
@@ -8,7 +7,9 @@ export async function createStorage(config: StorageConfig): Promise<Storage> {
   switch (config.kind) {
     case "fs":
       return createFsStorage({ root: config.root });
-    case "s3":
+    case "s3": {
+      // Loaded only for an S3 store: the SDK adds ~20 MiB to a gateway that does not use it.
+      const { createS3Storage } = await import("./s3.js");
       return createS3Storage({
         bucket: config.bucket,
         prefix: config.prefix,
@@ -16,5 +17,6 @@ export async function createStorage(config: StorageConfig): Promise<Storage> {
         endpoint: config.endpoint,
         forcePathStyle: config.forcePathStyle,
       });
+    }
   }
 }

@@ -18,6 +18,17 @@ export interface ObjectInfo {
 
 export type ListItem = ({ kind: "file" } & ObjectInfo) | { kind: "dir"; key: string; mtimeMs: number };
 
+/**
+ * An object's bytes: a stream, or, for an object small enough to have been read in one call,
+ * the bytes themselves (no stream machinery per small object).
+ */
+export type ObjectBody = Readable | Buffer;
+
+/** The chunks of a body, whichever form it has. */
+export function chunksOf(body: ObjectBody): AsyncIterable<Buffer> | Iterable<Buffer> {
+  return Buffer.isBuffer(body) ? [body] : (body as AsyncIterable<Buffer>);
+}
+
 export interface ReadOptions {
   signal?: AbortSignal | undefined;
   /** Byte range, inclusive start and exclusive end. */
@@ -39,7 +50,7 @@ export interface Storage {
    */
   list(prefix: string, options?: { signal?: AbortSignal }): AsyncIterable<ListItem>;
   /** Streams an object (or a range of it). Resolves once the read has started. */
-  read(key: string, options?: ReadOptions): Promise<Readable>;
+  read(key: string, options?: ReadOptions): Promise<ObjectBody>;
   /** Small state objects (manifests, indexes): whole-body get. null when absent. */
   get(key: string, options?: { signal?: AbortSignal }): Promise<Buffer | null>;
   /**

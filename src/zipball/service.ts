@@ -9,14 +9,11 @@ import { describeError, type Logger } from "../log.js";
 import type { Manifest, PinnedEntry, RequestedItem } from "../manifest/schema.js";
 import type { Zipball, ZipballStore } from "../manifest/store.js";
 import type { UrlFetcher } from "../sources/url.js";
-import type { Storage } from "../storage/types.js";
+import { chunksOf, type Storage } from "../storage/types.js";
 import { mapLimit } from "../util/concurrency.js";
 import { crc32 } from "../util/crc32.js";
 import type { CrcBook } from "./crcs.js";
 import { type Resolution, resolveItems } from "./resolve.js";
-
-/** Where a file entry's bytes come from: a stored object, or a URL. */
-export type EntrySource = { key: string; etag: string } | { url: string; etag: string | undefined };
 
 export interface ZipballServiceOptions {
   storage: Storage;
@@ -55,7 +52,8 @@ export interface Download {
   /** Pinned entry index of each archive entry (a download may leave some out). */
   indexes: number[];
   layout: Layout;
-  sources: (EntrySource | null)[];
+  /** The pinned entry of each archive entry. */
+  entries: PinnedEntry[];
   /** Some origin gave no length: streamed chunked, without Range. */
   chunked: boolean;
   /** Strong validator of the archive's bytes. */
@@ -234,10 +232,10 @@ export class ZipballService {
   /** Opens an archive entry's data: a stored object (with its pinned identity) or a URL. */
   reader(download: Download): EntryReader {
     return (index, range, signal) => {
-      const source = download.sources[index];
-      if (!source) return Promise.reject(new Error(`entry ${index} has no data source`));
-      if ("url" in source) return this.#opts.urls.open(new URL(source.url), { range, etag: source.etag, signal });
-      return this.#opts.storage.read(source.key, { etag: source.etag, range, signal });
+      const entry = download.entries[index];
+      if (entry?.url !== undefined) return this.#opts.urls.open(new URL(entry.url), { range, etag: entry.etag, signal });
+      if (entry?.kind !== "file" || entry.key === undefined) return Promise.reject(new Error(`entry ${index} has no data source`));
+      return this.#opts.storage.read(entry.key, { etag: entry.etag ?? "", range, signal });
     };
   }
 
@@ -250,7 +248,7 @@ export class ZipballService {
       const body = await read(i, undefined, signal);
       let crc = 0;
       let size = 0;
-      for await (const chunk of body as AsyncIterable<Buffer>) {
+      for await (const chunk of chunksOf(body)) {
         crc = crc32(chunk, crc);
         size += chunk.length;
       }
@@ -270,18 +268,13 @@ function prepare(zipball: Zipball, skipped: ReadonlySet<number>): Download {
   });
   const entries = indexes.map((i) => zipball.entries[i] as PinnedEntry);
   const layout = computeLayout(entries);
-  const sources = entries.map((e): EntrySource | null => {
-    if (e.kind !== "file") return null;
-    if (e.url !== undefined) return { url: e.url, etag: e.etag };
-    return e.key === undefined ? null : { key: e.key, etag: e.etag ?? "" };
-  });
   const variant = skipped.size === 0 ? "" : `\n${[...skipped].sort((a, b) => a - b).join(",")}`;
   const etag = `"${createHash("sha256").update(`${manifest.id}\n${manifest.entries}${variant}`).digest("base64url").slice(0, 32)}"`;
   return {
     zipball,
     indexes,
     layout,
-    sources,
+    entries,
     chunked: entries.some((e) => e.unknownSize),
     etag,
     lastModified: new Date(manifest.iat * 1000),

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { ObjectChanged, ObjectNotFound } from "../../src/errors.js";
-import type { ListItem, Storage } from "../../src/storage/types.js";
+import { chunksOf, type ListItem, type ObjectBody, type Storage } from "../../src/storage/types.js";
 
 /** A store under test, with a way to place objects in it as a user of that store would. */
 export interface ContractSubject {
@@ -10,9 +10,9 @@ export interface ContractSubject {
   remove(key: string): Promise<void>;
 }
 
-async function text(stream: AsyncIterable<Buffer>): Promise<string> {
+async function text(body: ObjectBody): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(c);
+  for await (const c of chunksOf(body)) chunks.push(c);
   return Buffer.concat(chunks).toString("utf8");
 }
 
@@ -130,7 +130,7 @@ export function describeStorageContract(
       const stream = await storage.read("abort/big.bin", { signal: controller.signal });
       let got = 0;
       const done = (async () => {
-        for await (const c of stream as AsyncIterable<Buffer>) {
+        for await (const c of chunksOf(stream)) {
           got += c.length;
           if (got > 0) controller.abort();
         }

@@ -8,6 +8,10 @@ export function countingStorage(inner: Storage): Storage & { bytes(): number } {
     ...inner,
     async read(key, options) {
       const source = await inner.read(key, options);
+      if (Buffer.isBuffer(source)) {
+        bytes += source.length;
+        return source;
+      }
       const counter = new Transform({
         transform(chunk: Buffer, _enc, done) {
           bytes += chunk.length;
