@@ -5,7 +5,7 @@
 // repetitions, medians), prints a table and writes bench/results/<date>.json.
 // See bench/README.md.
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -417,6 +417,7 @@ async function runScenario(sc, ctx) {
   const t0 = Date.now();
   const out = { id: sc.id, title: sc.title, note: sc.note, contenders: {}, skipped: {} };
   const servers = {};
+  const cpu0 = cpuTicks();
   try {
     for (const id of sc.contenders) {
       try {
@@ -493,8 +494,25 @@ async function runScenario(sc, ctx) {
   }
   out.ratios = sc.ratios.map(({ metric, better }) => `${metric}: ${better} is better`);
   out.seconds = Math.round((Date.now() - t0) / 1000);
-  say(`  (${out.seconds} s)`);
+  out.stealPct = stealPercent(cpu0, cpuTicks());
+  say(`  (${out.seconds} s, CPU stolen by the hypervisor: ${fmt(out.stealPct, 1)} %)`);
   return out;
+}
+
+/** The machine's CPU time counters (/proc/stat, all cores): total and stolen ticks. */
+function cpuTicks() {
+  try {
+    const fields = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+    return { total: fields.reduce((a, b) => a + b, 0), steal: fields[7] ?? 0 };
+  } catch {
+    return undefined; // not Linux
+  }
+}
+
+/** Share of CPU time a hypervisor gave to others meanwhile: rounds with steal compare badly. */
+function stealPercent(a, b) {
+  if (!a || !b || b.total === a.total) return undefined;
+  return (100 * (b.steal - a.steal)) / (b.total - a.total);
 }
 
 // ---------------------------------------------------------------- report
@@ -572,7 +590,8 @@ function report(res) {
   lines.push(`load average ${res.machine.loadavgAtStart.join(" ")} at start, ${res.machine.loadavgAtEnd.join(" ")} at end`);
   for (const s of res.scenarios) {
     lines.push("");
-    lines.push(`${s.title}${s.rounds ? ` [${s.rounds.reps} rounds, ${s.rounds.warmup} warm-up, ${s.seconds} s]` : ""}`);
+    const steal = s.stealPct === undefined ? "" : `, ${fmt(s.stealPct, 1)} % steal`;
+    lines.push(`${s.title}${s.rounds ? ` [${s.rounds.reps} rounds, ${s.rounds.warmup} warm-up, ${s.seconds} s${steal}]` : ""}`);
     if (s.skipped && typeof s.skipped === "string") {
       lines.push(`  skipped: ${s.skipped}`);
       continue;
