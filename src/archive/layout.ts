@@ -346,18 +346,35 @@ export function* segments(layout: Layout, start = 0, end = layout.total): Genera
 /**
  * Entries whose CRC is needed to produce [start, end) without reading their
  * data inside that range: their descriptor or central record is in the range
- * while not all of their data is.
+ * while not all of their data is. Ascending; allocates nothing per entry.
  */
 export function crcsNeeded(layout: Layout, start: number, end: number): number[] {
-  const needed = new Set<number>();
-  const streamedWhole = new Set<number>();
-  for (const seg of segments(layout, start, end)) {
-    if (seg.kind === "end") continue;
-    const e = layout.entries[seg.index] as LayoutEntry;
-    if (e.kind !== "file") continue;
-    if (seg.kind === "data" && seg.start === e.dataOffset && seg.end === e.dataOffset + e.size) streamedWhole.add(seg.index);
-    if (seg.kind === "descriptor" || seg.kind === "central") needed.add(seg.index);
-  }
+  const { entries } = layout;
+  const out: number[] = [];
+  if (start >= end || entries.length === 0) return out;
   // Data streamed whole in this range yields its CRC on the way; an empty file's CRC is 0.
-  return [...needed].filter((i) => !streamedWhole.has(i) && (layout.entries[i] as LayoutEntry).size > 0).sort((x, y) => x - y);
+  const needs = (e: LayoutEntry): boolean => e.kind === "file" && e.size > 0 && !(e.dataOffset >= start && e.dataOffset + e.size <= end);
+  // A descriptor can be in the range without all of its data only in the entry the range starts in.
+  let first = -1;
+  if (start < layout.centralStart) {
+    const k = lastAtOrBefore(layout, start, (e) => e.offset);
+    const e = entries[k] as LayoutEntry;
+    const dataEnd = e.dataOffset + e.size;
+    if (needs(e) && dataEnd < end && dataEnd + e.descriptorLength > start) first = k;
+  }
+  if (end > layout.centralStart && start < layout.endOffset) {
+    for (let i = lastAtOrBefore(layout, Math.max(start, layout.centralStart), (e) => e.centralOffset); i < entries.length; i++) {
+      const e = entries[i] as LayoutEntry;
+      if (e.centralOffset >= end) break;
+      if (e.centralOffset + e.centralLength <= start) continue;
+      if (first >= 0 && first <= i) {
+        if (first < i) out.push(first);
+        first = -1;
+      }
+      if (needs(e)) out.push(i);
+    }
+  }
+  // Central records in the range (if any) ended before reaching it.
+  if (first >= 0) out.push(first);
+  return out;
 }

@@ -1,8 +1,10 @@
 import { randomUUID } from "node:crypto";
-import { createReadStream, close as fsClose } from "node:fs";
+import { close as fsClose, read as fsRead } from "node:fs";
 import { link, mkdir, readFile, realpath, rename, rm, writeFile } from "node:fs/promises";
 import { join, resolve, sep } from "node:path";
+import { Readable } from "node:stream";
 import { GatewayError, ObjectAccessDenied, ObjectChanged, ObjectNotFound, StorageUnavailable } from "../errors.js";
+import { readBuffers } from "../util/buffer-pool.js";
 import { FsWorkers } from "./fs-workers.js";
 import { isReserved } from "./keys.js";
 import type { ObjectBody, ReadOptions, Storage } from "./types.js";
@@ -92,7 +94,7 @@ export async function createFsStorage(options: FsStorageOptions): Promise<Storag
         // with an aborted signal errors with nobody listening yet.
         opts.signal?.throwIfAborted();
         if (data) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-        return createReadStream("", { fd: fd as number, start, end: end - 1, highWaterMark: chunkSize, signal: opts.signal, autoClose: true });
+        return fdStream(fd as number, start, end, chunkSize, opts.signal);
       } catch (err) {
         if (fd !== undefined) fsClose(fd, () => {});
         throw err;
@@ -137,6 +139,57 @@ export async function createFsStorage(options: FsStorageOptions): Promise<Storag
       await workers.close();
     },
   };
+}
+
+/**
+ * Bytes [start, end) of an open file as a stream that owns (and closes) the descriptor.
+ * Reads go into pooled buffers when they have the pool's size; the response writer gives
+ * them back once sent. A file that shrank ends the stream early: the caller counts bytes.
+ */
+function fdStream(fd: number, start: number, end: number, chunkSize: number, signal: AbortSignal | undefined): Readable {
+  let pos = start;
+  let reading = false;
+  let closeWhenRead: (() => void) | undefined;
+  const pooled = chunkSize === readBuffers.size;
+  return new Readable({
+    highWaterMark: chunkSize,
+    signal,
+    read() {
+      const want = Math.min(chunkSize, end - pos);
+      if (want <= 0) {
+        this.push(null);
+        return;
+      }
+      const buf = pooled ? readBuffers.take() : Buffer.allocUnsafe(chunkSize);
+      reading = true;
+      fsRead(fd, buf, 0, want, pos, (err, n) => {
+        reading = false;
+        if (closeWhenRead) {
+          readBuffers.release(buf);
+          closeWhenRead();
+          return;
+        }
+        if (err) {
+          readBuffers.release(buf);
+          this.destroy(err);
+          return;
+        }
+        if (n === 0) {
+          readBuffers.release(buf);
+          this.push(null);
+          return;
+        }
+        pos += n;
+        this.push(n === buf.length ? buf : buf.subarray(0, n));
+      });
+    },
+    destroy(err, done) {
+      // Never close a descriptor a read is still using: the number could be reused meanwhile.
+      const close = (): void => fsClose(fd, () => done(err));
+      if (reading) closeWhenRead = close;
+      else close();
+    },
+  });
 }
 
 function isCode(err: unknown, code: string): boolean {

@@ -164,4 +164,36 @@ describe("layout", () => {
     expect(crcsNeeded(layout, layout.centralStart, layout.total)).toEqual([0, 1]);
     expect(crcsNeeded(layout, 0, b.offset)).toEqual([]);
   });
+
+  it("needs the same CRCs as a definition from the segments, on random layouts and ranges", () => {
+    // The definition: entries with a descriptor or central record in the range whose data is not all in it.
+    const reference = (layout: ReturnType<typeof computeLayout>, start: number, end: number): number[] => {
+      const needed = new Set<number>();
+      const whole = new Set<number>();
+      for (const seg of segments(layout, start, end)) {
+        if (seg.kind === "end") continue;
+        const e = layout.entries[seg.index]!;
+        if (e.kind !== "file") continue;
+        if (seg.kind === "data" && seg.start === e.dataOffset && seg.end === e.dataOffset + e.size) whole.add(seg.index);
+        if (seg.kind === "descriptor" || seg.kind === "central") needed.add(seg.index);
+      }
+      return [...needed].filter((i) => !whole.has(i) && layout.entries[i]!.size > 0).sort((x, y) => x - y);
+    };
+    let seed = 7;
+    const rand = (n: number): number => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+      return seed % n;
+    };
+    for (let round = 0; round < 200; round++) {
+      const inputs: LayoutInput[] = Array.from({ length: 1 + rand(12) }, (_, i) =>
+        rand(5) === 0 ? { name: `d${i}/`, kind: "dir", size: 0, mtimeMs: 0 } : file(`f${i}`, rand(4) === 0 ? 0 : rand(300)),
+      );
+      const layout = computeLayout(inputs);
+      for (let r = 0; r < 20; r++) {
+        const a = rand(layout.total + 1);
+        const b = a + rand(layout.total + 1 - a);
+        expect(crcsNeeded(layout, a, b), `${a}-${b} of ${layout.total}`).toEqual(reference(layout, a, b));
+      }
+    }
+  });
 });
