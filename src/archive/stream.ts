@@ -46,7 +46,8 @@ export async function openArchiveRange(opts: ArchiveStreamOptions): Promise<Asyn
   const { layout, signal } = opts;
   const start = opts.start ?? 0;
   const end = opts.end ?? layout.total;
-  const crcs = new Map<number, number>(opts.knownCrcs ?? []);
+  const crcs = new CrcTable(layout.entries.length);
+  for (const [i, crc] of opts.knownCrcs ?? []) crcs.set(i, crc);
   const missing = crcsNeeded(layout, start, end).filter((i) => !crcs.has(i));
   if (missing.length > 0) {
     if (!opts.lookupCrc) throw new Error("CRC lookup required for this range");
@@ -74,7 +75,7 @@ async function* generate(
   opts: ArchiveStreamOptions,
   start: number,
   end: number,
-  crcs: Map<number, number>,
+  crcs: CrcTable,
   reader: ReadAhead,
 ): AsyncGenerator<Buffer, void, undefined> {
   const { layout } = opts;
@@ -158,6 +159,30 @@ async function* generate(
     if (batched > 0) yield take();
   } finally {
     reader.close();
+  }
+}
+
+/** CRCs by entry index: two flat arrays, not a Map of 100,000 entries. */
+class CrcTable {
+  readonly #values: Uint32Array;
+  readonly #known: Uint8Array;
+
+  constructor(size: number) {
+    this.#values = new Uint32Array(size);
+    this.#known = new Uint8Array(size);
+  }
+
+  has(index: number): boolean {
+    return this.#known[index] === 1;
+  }
+
+  get(index: number): number | undefined {
+    return this.#known[index] === 1 ? this.#values[index] : undefined;
+  }
+
+  set(index: number, crc: number): void {
+    this.#values[index] = crc;
+    this.#known[index] = 1;
   }
 }
 
