@@ -71,13 +71,7 @@ export async function openArchiveRange(opts: ArchiveStreamOptions): Promise<Asyn
   return generate(opts, start, end, crcs, reader);
 }
 
-async function* generate(
-  opts: ArchiveStreamOptions,
-  start: number,
-  end: number,
-  crcs: CrcTable,
-  reader: ReadAhead,
-): AsyncGenerator<Buffer, void, undefined> {
+async function* generate(opts: ArchiveStreamOptions, start: number, end: number, crcs: CrcTable, reader: ReadAhead): AsyncGenerator<Buffer, void, undefined> {
   const { layout } = opts;
   let batch: Buffer[] = [];
   let batched = 0;
