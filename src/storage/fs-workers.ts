@@ -33,8 +33,6 @@ type Request =
 
 type Reply = { id: number; value?: unknown; error?: { code?: string; message: string } };
 
-/** A thread without work for this long ends, and gives its memory back. */
-const IDLE_MS = 10_000;
 /** Requests in one message at most, so one thread's share of a burst stays bounded. */
 const MAX_BATCH = 64;
 const WORKER_URL = new URL("./fs-worker.js", import.meta.url);
@@ -43,11 +41,11 @@ const WORKER_URL = new URL("./fs-worker.js", import.meta.url);
  * Blocking file system calls on worker threads. Requests made in the same turn of the event
  * loop travel as one message (a message costs more than the calls in it), to the thread with
  * the least work in hand. A thread is only referenced while it has work, so it never holds
- * the process open, and ends after IDLE_MS without any.
+ * the process open. Threads are not ended while the store is open: under vitest's forks,
+ * terminating a worker right after it answered made the test process exit.
  */
 export class FsWorkers {
   readonly #threads: Thread[] = [];
-  readonly #walkers = new Set<Thread>();
   #closed = false;
 
   constructor(private readonly count: number) {}
@@ -61,25 +59,13 @@ export class FsWorkers {
     return this.#call({ op: "lstat", path });
   }
 
-  /**
-   * Walks a folder on a thread of its own, ended right after: a walk of 100,000 files leaves
-   * tens of MiB on its thread's heap, which an idle thread would keep until it ends.
-   */
-  async list(path: string, prefix: string): Promise<Listing> {
-    if (this.#closed) throw new StorageUnavailable("the folder store is closed");
-    const walker = new Thread();
-    this.#walkers.add(walker);
-    try {
-      return (await walker.call({ op: "list", path, prefix })) as Listing;
-    } finally {
-      this.#walkers.delete(walker);
-      void walker.stop();
-    }
+  list(path: string, prefix: string): Promise<Listing> {
+    return this.#call({ op: "list", path, prefix });
   }
 
   async close(): Promise<void> {
     this.#closed = true;
-    await Promise.all([...this.#threads.splice(0), ...this.#walkers].map((t) => t.stop()));
+    await Promise.all(this.#threads.splice(0).map((t) => t.stop()));
   }
 
   #call<T>(req: Request): Promise<T> {
@@ -102,11 +88,12 @@ export class FsWorkers {
 }
 
 class Thread {
-  readonly #worker = new Worker(WORKER_URL);
+  // No inherited execArgv: the worker needs no flags, and loader hooks of a test runner
+  // must not follow it onto its thread.
+  readonly #worker = new Worker(WORKER_URL, { execArgv: [] });
   readonly #waiting = new Map<number, { resolve: (value: unknown) => void; reject: (err: Error) => void }>();
   #queue: Array<Request & { id: number }> = [];
   #nextId = 0;
-  #idle: NodeJS.Timeout | undefined;
   dead = false;
 
   constructor() {
@@ -129,10 +116,7 @@ class Thread {
   call(req: Request): Promise<unknown> {
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
-      if (this.#waiting.size === 0) {
-        clearTimeout(this.#idle);
-        this.#worker.ref();
-      }
+      if (this.#waiting.size === 0) this.#worker.ref();
       this.#waiting.set(id, { resolve, reject });
       this.#queue.push({ ...req, id });
       // Sent after the current turn of the event loop: a download that takes the replies of
@@ -155,10 +139,7 @@ class Thread {
       if (reply.error) waiting.reject(Object.assign(new Error(reply.error.message), { code: reply.error.code }));
       else waiting.resolve(reply.value);
     }
-    if (this.#waiting.size === 0) {
-      this.#worker.unref();
-      this.#idle = setTimeout(() => void this.stop(), IDLE_MS).unref();
-    }
+    if (this.#waiting.size === 0) this.#worker.unref();
   }
 
   #fail(err: Error): void {
@@ -171,7 +152,6 @@ class Thread {
   }
 
   async stop(): Promise<void> {
-    clearTimeout(this.#idle);
     this.#fail(new Error("the folder store was closed"));
     await this.#worker.terminate();
   }
