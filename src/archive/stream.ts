@@ -124,7 +124,7 @@ async function* generate(opts: ArchiveStreamOptions, start: number, end: number,
           const body = await reader.next();
           let crc = 0;
           let got = 0;
-          for await (const chunk of chunksOf(body.body)) {
+          for await (const chunk of chunksOf(body)) {
             got += chunk.length;
             if (got > expected) throw new ObjectChanged(e.name.toString());
             if (whole) crc = crc32(chunk, crc);
@@ -180,13 +180,9 @@ class CrcTable {
   }
 }
 
-interface OpenBody {
-  body: ObjectBody;
-}
-
 /** Opens the objects of the data segments in order, up to `depth` ahead. */
 class ReadAhead {
-  readonly #pending: Array<Promise<OpenBody>> = [];
+  readonly #pending: Array<Promise<ObjectBody>> = [];
   #current: Readable | undefined;
   #closed = false;
   #exhausted = false;
@@ -220,7 +216,7 @@ class ReadAhead {
           // A body opened after close() would never be consumed.
           if (this.#closed) body.destroy();
         }
-        return { body };
+        return body;
       });
       opened.catch(() => {}); // awaited later; avoid an unhandled rejection meanwhile
       this.#pending.push(opened);
@@ -233,13 +229,13 @@ class ReadAhead {
     await this.#pending[0];
   }
 
-  async next(): Promise<OpenBody> {
+  async next(): Promise<ObjectBody> {
     this.#fill();
     const opened = this.#pending.shift();
     if (!opened) throw new Error("no more objects to read");
     this.#fill();
     const body = await opened;
-    this.#current = Buffer.isBuffer(body.body) ? undefined : body.body;
+    this.#current = Buffer.isBuffer(body) ? undefined : body;
     return body;
   }
 
@@ -249,8 +245,8 @@ class ReadAhead {
     this.#current?.destroy();
     for (const p of this.#pending.splice(0))
       p.then(
-        (b) => {
-          if (!Buffer.isBuffer(b.body)) b.body.destroy();
+        (body) => {
+          if (!Buffer.isBuffer(body)) body.destroy();
         },
         () => {},
       );
