@@ -159,8 +159,9 @@ export class JobRunner {
     );
     // The SDK is loaded when a job first runs, not by every gateway.
     const [{ AbortMultipartUploadCommand }, { Upload }] = await Promise.all([import("@aws-sdk/client-s3"), import("@aws-sdk/lib-storage")]);
+    const client = await this.#client(dest);
     const upload = new Upload({
-      client: await this.#client(dest),
+      client,
       params: {
         Bucket: dest.bucket,
         Key: job.request.key,
@@ -182,9 +183,7 @@ export class JobRunner {
       // lib-storage aborts the multipart upload on failure; make sure, so no parts are orphaned.
       const uploadId = (upload as unknown as { uploadId?: string }).uploadId;
       if (uploadId) {
-        await (await this.#client(dest))
-          .send(new AbortMultipartUploadCommand({ Bucket: dest.bucket, Key: job.request.key, UploadId: uploadId }))
-          .catch(() => {});
+        await client.send(new AbortMultipartUploadCommand({ Bucket: dest.bucket, Key: job.request.key, UploadId: uploadId })).catch(() => {});
       }
       throw err;
     } finally {

@@ -244,7 +244,7 @@ export class ZipballService {
     const out = new Map<number, number>();
     const read = this.reader(download);
     await mapLimit(indexes, this.#opts.crcConcurrency ?? 4, async (i) => {
-      const entry = download.zipball.entries[download.indexes[i] as number] as PinnedEntry;
+      const entry = download.entries[i] as PinnedEntry;
       const body = await read(i, undefined, signal);
       let crc = 0;
       let size = 0;
