@@ -6,7 +6,7 @@
 // Plain JavaScript because worker threads load it as it is (also from the sources in tests).
 import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readSync } from "node:fs";
 import { join } from "node:path";
-import { parentPort } from "node:worker_threads";
+import { parentPort, workerData } from "node:worker_threads";
 
 /**
  * @typedef {{ id: number, op: "open", path: string, start: number, end: number | null, limit: number }} OpenRequest
@@ -35,6 +35,9 @@ port.on("message", (/** @type {Request[]} */ batch) => {
     }
   }
   port.postMessage(replies, transfer);
+  // A thread started for one batch (a folder walk) ends by itself once it has answered: its
+  // heap goes with it, and nobody has to terminate it.
+  if (workerData?.once) port.unref();
 });
 
 /**

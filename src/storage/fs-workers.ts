@@ -41,8 +41,9 @@ const WORKER_URL = new URL("./fs-worker.js", import.meta.url);
  * Blocking file system calls on worker threads. Requests made in the same turn of the event
  * loop travel as one message (a message costs more than the calls in it), to the thread with
  * the least work in hand. A thread is only referenced while it has work, so it never holds
- * the process open. Threads are not ended while the store is open: under vitest's forks,
- * terminating a worker right after it answered made the test process exit.
+ * the process open. Pool threads are not terminated while the store is open: under vitest's
+ * forks, terminating a worker right after it answered made the test process exit; a walk's
+ * thread ends by itself instead.
  */
 export class FsWorkers {
   readonly #threads: Thread[] = [];
@@ -59,8 +60,18 @@ export class FsWorkers {
     return this.#call({ op: "lstat", path });
   }
 
-  list(path: string, prefix: string): Promise<Listing> {
-    return this.#call({ op: "list", path, prefix });
+  /**
+   * Walks a folder on a thread of its own that ends after answering: a walk of 100,000 files
+   * leaves tens of MiB on its thread's heap, which a long-lived thread would keep.
+   */
+  async list(path: string, prefix: string): Promise<Listing> {
+    if (this.#closed) throw new StorageUnavailable("the folder store is closed");
+    const walker = new Thread({ once: true });
+    const listing = (await walker.call({ op: "list", path, prefix })) as Listing;
+    // Answered only once the thread is gone: a process that exits while a worker thread is
+    // still ending can abort (seen under vitest's forks).
+    await walker.ended;
+    return listing;
   }
 
   async close(): Promise<void> {
@@ -90,16 +101,21 @@ export class FsWorkers {
 class Thread {
   // No inherited execArgv: the worker needs no flags, and loader hooks of a test runner
   // must not follow it onto its thread.
-  readonly #worker = new Worker(WORKER_URL, { execArgv: [] });
+  readonly #worker: Worker;
   readonly #waiting = new Map<number, { resolve: (value: unknown) => void; reject: (err: Error) => void }>();
   #queue: Array<Request & { id: number }> = [];
   #nextId = 0;
   dead = false;
+  /** Settles when the thread has ended. */
+  readonly ended: Promise<void>;
 
-  constructor() {
+  /** `once`: the thread answers one message, then ends by itself. */
+  constructor(options: { once?: boolean } = {}) {
+    this.#worker = new Worker(WORKER_URL, { execArgv: [], workerData: { once: options.once === true } });
     this.#worker.unref();
     this.#worker.on("message", (replies: Reply[]) => this.#settle(replies));
     this.#worker.on("error", (err) => this.#fail(err));
+    this.ended = new Promise((resolve) => this.#worker.once("exit", () => resolve()));
     this.#worker.on("exit", (code) => this.#fail(new Error(`the folder store's worker exited (${code})`)));
   }
 
