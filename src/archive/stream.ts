@@ -26,7 +26,11 @@ export interface ArchiveStreamOptions {
   onCrc?: (index: number, crc: number) => void;
   /** Called when a file entry's data has been streamed whole. */
   onEntryDone?: (index: number) => void;
-  /** How many objects are opened ahead of the one being streamed. @default 8 */
+  /**
+   * How many objects are opened ahead of the one being streamed. Small objects are opened
+   * further ahead, up to 8 times as many, while those ahead hold at most 1 MiB together.
+   * @default 8
+   */
   readAhead?: number;
   signal?: AbortSignal;
 }
@@ -34,6 +38,9 @@ export interface ArchiveStreamOptions {
 /** Small pieces are gathered up to this size before they are handed on. */
 const BATCH = 64 * 1024;
 const DEFAULT_READ_AHEAD = 8;
+/** Small objects ahead: at most this many bytes together, and the read-ahead times this many objects. */
+const SMALL_AHEAD_BYTES = 1024 * 1024;
+const SMALL_AHEAD_FACTOR = 32;
 
 /**
  * Prepares the bytes of [start, end) of an archive. Resolves once everything
@@ -180,9 +187,15 @@ class CrcTable {
   }
 }
 
-/** Opens the objects of the data segments in order, up to `depth` ahead. */
+/**
+ * Opens the objects of the data segments in order, `depth` ahead; more of them while they
+ * are small (a batch of small reads costs about what one does, on every store).
+ */
 class ReadAhead {
   readonly #pending: Array<Promise<ObjectBody>> = [];
+  /** Bytes of each pending object, and their sum. */
+  readonly #sizes: number[] = [];
+  #aheadBytes = 0;
   #current: Readable | undefined;
   #closed = false;
   #exhausted = false;
@@ -196,7 +209,7 @@ class ReadAhead {
   ) {}
 
   #fill(): void {
-    while (!this.#closed && !this.#exhausted && this.#pending.length < this.depth) {
+    while (!this.#closed && !this.#exhausted && this.#wantsMore()) {
       const next = this.segs.next();
       if (next.done) {
         this.#exhausted = true;
@@ -220,7 +233,14 @@ class ReadAhead {
       });
       opened.catch(() => {}); // awaited later; avoid an unhandled rejection meanwhile
       this.#pending.push(opened);
+      this.#sizes.push(seg.end - seg.start);
+      this.#aheadBytes += seg.end - seg.start;
     }
+  }
+
+  #wantsMore(): boolean {
+    const n = this.#pending.length;
+    return n < this.depth || (n < this.depth * SMALL_AHEAD_FACTOR && this.#aheadBytes < SMALL_AHEAD_BYTES);
   }
 
   /** Waits for the next object to be open, without taking it. */
@@ -233,6 +253,7 @@ class ReadAhead {
     this.#fill();
     const opened = this.#pending.shift();
     if (!opened) throw new Error("no more objects to read");
+    this.#aheadBytes -= this.#sizes.shift() as number;
     this.#fill();
     const body = await opened;
     this.#current = Buffer.isBuffer(body) ? undefined : body;

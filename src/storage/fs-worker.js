@@ -1,118 +1,157 @@
 // @ts-check
-// The folder store's metadata half, on its own thread: open + fstat (+ the whole read of a
+// The folder store's metadata half, on worker threads: open + fstat (+ the whole read of a
 // small object) and folder walks, done with blocking calls. On the main thread each of
 // those is a thread-pool round trip costing more than the system call itself; here a batch
 // of them costs one message each way, and the event loop stays free for the sockets.
-// Plain JavaScript because worker threads load it as it is (also from the sources in tests).
+// Messages are columns (one string, a few typed arrays, one data buffer per batch), not an
+// object per request: structured cloning of per-file objects cost more than the calls.
+// Plain JavaScript because worker threads load it as it is (also from the sources in tests);
+// the main thread imports it only for the constants below.
 import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readSync } from "node:fs";
 import { join } from "node:path";
-import { parentPort, workerData } from "node:worker_threads";
+import { isMainThread, parentPort, workerData } from "node:worker_threads";
 
 /**
- * @typedef {{ id: number, op: "open", path: string, start: number, end: number | null, limit: number }} OpenRequest
- * @typedef {{ id: number, op: "lstat", path: string }} LstatRequest
- * @typedef {{ id: number, op: "list", path: string, prefix: string }} ListRequest
- * @typedef {OpenRequest | LstatRequest | ListRequest} Request
- * @typedef {{ kind: "file" | "dir" | "other", size: number, mtimeMs: number, etag: string }} Stat
+ * A batch of requests, as columns. Request i: `ops[i]` (OP_OPEN or OP_LSTAT), the i-th path
+ * of `paths` (joined by NUL, which no path holds), and for an open `nums[3i..3i+2]`: start,
+ * end (-1 for the end of the file) and the largest range read whole.
+ * @typedef {{ ops: Uint8Array<ArrayBuffer>, paths: string, nums: Float64Array<ArrayBuffer> }} Batch
+ *
+ * The answers, in request order. Request i: `nums[6i..6i+5]`: kind (KIND_*), size, mtimeMs,
+ * descriptor (-1 for none), offset and length of its bytes in `data` (-1 for none); the i-th
+ * etag of `etags`; `errors[i]` when it failed (and then nothing else of it counts).
+ * @typedef {{ nums: Float64Array<ArrayBuffer>, etags: string, data: ArrayBuffer | null, errors: Array<{ code?: string, message: string } | null> | null }} Answers
+ *
+ * A folder walk, sorted by key in byte order, as columns (keys and etags joined by NUL).
+ * @typedef {{ keys: string, etags: string, sizes: Float64Array<ArrayBuffer>, mtimes: Float64Array<ArrayBuffer>, kinds: Uint8Array<ArrayBuffer> }} Listing
  */
+
+export const OP_OPEN = 0;
+export const OP_LSTAT = 1;
+export const KIND_FILE = 0;
+export const KIND_DIR = 1;
+export const KIND_OTHER = 2;
+export const ANSWER_WIDTH = 6;
 
 /** Code units from which UTF-16 order and UTF-8 byte order may differ. */
 const WIDE = /[\uD800-\uFFFF]/;
 
-const port = /** @type {import("node:worker_threads").MessagePort} */ (parentPort);
-
-port.on("message", (/** @type {Request[]} */ batch) => {
-  /** @type {unknown[]} */
-  const replies = [];
-  /** @type {ArrayBuffer[]} */
-  const transfer = [];
-  for (const req of batch) {
+if (!isMainThread) {
+  const port = /** @type {import("node:worker_threads").MessagePort} */ (parentPort);
+  const walk = /** @type {{ list?: { path: string, prefix: string } } | undefined} */ (workerData)?.list;
+  if (walk) {
+    // A thread started for one folder walk answers once and ends by itself: its heap (tens of
+    // MiB for 100,000 files) goes with it, and nobody has to terminate it.
     try {
-      replies.push({ id: req.id, value: run(req, transfer) });
+      const listing = list(walk.path, walk.prefix);
+      port.postMessage({ listing }, [listing.sizes.buffer, listing.mtimes.buffer, listing.kinds.buffer]);
     } catch (err) {
-      const e = /** @type {NodeJS.ErrnoException} */ (err);
-      replies.push({ id: req.id, error: { code: e.code, message: e.message } });
+      port.postMessage({ error: describeError(err) });
     }
+  } else {
+    port.on("message", (/** @type {Batch} */ batch) => {
+      const answers = answer(batch);
+      port.postMessage(answers, answers.data ? [answers.data] : []);
+    });
   }
-  port.postMessage(replies, transfer);
-  // A thread started for one batch (a folder walk) ends by itself once it has answered: its
-  // heap goes with it, and nobody has to terminate it.
-  if (workerData?.once) port.unref();
-});
+}
 
 /**
- * @param {Request} req
- * @param {ArrayBuffer[]} transfer
+ * @param {unknown} err
+ * @returns {{ code?: string, message: string }}
  */
-function run(req, transfer) {
-  switch (req.op) {
-    case "open":
-      return open(req, transfer);
-    case "lstat":
-      return describe(lstatSync(req.path, { bigint: true }));
-    case "list": {
-      const columns = list(req.path, req.prefix);
-      transfer.push(columns.sizes.buffer, columns.mtimes.buffer, columns.kinds.buffer);
-      return columns;
+function describeError(err) {
+  const e = /** @type {NodeJS.ErrnoException} */ (err);
+  return e.code === undefined ? { message: String(e.message) } : { code: e.code, message: String(e.message) };
+}
+
+/**
+ * Runs a batch in two passes: open + fstat everything, then read the small ranges into one
+ * buffer sized for all of them, so the batch's bytes cross over as one transfer.
+ * @param {Batch} batch
+ * @returns {Answers}
+ */
+function answer(batch) {
+  const count = batch.ops.length;
+  const paths = batch.paths.split("\0");
+  const nums = new Float64Array(count * ANSWER_WIDTH);
+  /** @type {string[]} */
+  const etags = new Array(count).fill("");
+  /** @type {Answers["errors"]} */
+  let errors = null;
+  /** @type {Array<[index: number, fd: number, start: number, length: number]>} */
+  const reads = [];
+  let total = 0;
+  for (let i = 0; i < count; i++) {
+    const path = /** @type {string} */ (paths[i]);
+    const at = i * ANSWER_WIDTH;
+    nums[at + 3] = -1;
+    nums[at + 5] = -1;
+    let fd = -1;
+    try {
+      const stat = batch.ops[i] === OP_LSTAT ? lstatSync(path, { bigint: true }) : fstatSync((fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW)), { bigint: true });
+      const kind = stat.isFile() ? KIND_FILE : stat.isDirectory() ? KIND_DIR : KIND_OTHER;
+      const size = Number(stat.size);
+      nums[at] = kind;
+      nums[at + 1] = size;
+      nums[at + 2] = Number(stat.mtimeMs);
+      etags[i] = etagOf(stat);
+      if (fd === -1) continue;
+      const start = /** @type {number} */ (batch.nums[i * 3]);
+      const wanted = /** @type {number} */ (batch.nums[i * 3 + 1]);
+      const end = wanted < 0 ? size : wanted;
+      if (kind === KIND_FILE && end <= size && start <= end && end - start <= /** @type {number} */ (batch.nums[i * 3 + 2])) {
+        reads.push([i, fd, start, end - start]);
+        nums[at + 4] = total;
+        total += end - start;
+      } else {
+        nums[at + 3] = fd; // the caller streams from it, or closes it
+      }
+    } catch (err) {
+      if (fd !== -1) closeSync(fd);
+      errors ??= new Array(count).fill(null);
+      errors[i] = describeError(err);
     }
   }
+  // Its own memory (not the shared pool), so that it can be handed over without a copy.
+  const data = total > 0 ? Buffer.allocUnsafeSlow(total) : null;
+  for (const [i, fd, start, length] of reads) {
+    const at = i * ANSWER_WIDTH;
+    const offset = /** @type {number} */ (nums[at + 4]);
+    try {
+      let got = 0;
+      while (got < length) {
+        const n = readSync(fd, /** @type {Buffer} */ (data), offset + got, length - got, start + got);
+        if (n === 0) break; // shrunk meanwhile: the caller sees fewer bytes than it expects
+        got += n;
+      }
+      nums[at + 5] = got;
+    } catch (err) {
+      errors ??= new Array(count).fill(null);
+      errors[i] = describeError(err);
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return { nums, etags: etags.join("\0"), data: data ? /** @type {ArrayBuffer} */ (data.buffer) : null, errors };
 }
 
 /**
  * Identity of a version of a file: inode, size and mtime in nanoseconds.
  * @param {import("node:fs").BigIntStats} st
- * @returns {Stat}
  */
-function describe(st) {
-  return {
-    kind: st.isFile() ? "file" : st.isDirectory() ? "dir" : "other",
-    size: Number(st.size),
-    mtimeMs: Number(st.mtimeMs),
-    etag: `${st.ino.toString(36)}-${st.size.toString(36)}-${st.mtimeNs.toString(36)}`,
-  };
-}
-
-/**
- * Opens a file without following a link. A plain file whose range fits in `limit` is read
- * whole and closed; anything else comes back as an open descriptor for the caller to stream
- * from or close.
- * @param {OpenRequest} req
- * @param {ArrayBuffer[]} transfer
- */
-function open(req, transfer) {
-  const fd = openSync(req.path, constants.O_RDONLY | constants.O_NOFOLLOW);
-  let stat;
-  try {
-    stat = describe(fstatSync(fd, { bigint: true }));
-  } catch (err) {
-    closeSync(fd);
-    throw err;
-  }
-  const end = req.end ?? stat.size;
-  if (stat.kind !== "file" || end > stat.size || req.start > end || end - req.start > req.limit) return { stat, fd };
-  try {
-    // Its own memory (not the shared pool), so that it can be handed over without a copy.
-    const data = Buffer.allocUnsafeSlow(end - req.start);
-    let got = 0;
-    while (got < data.length) {
-      const n = readSync(fd, data, got, data.length - got, req.start + got);
-      if (n === 0) break; // shrunk meanwhile: the caller sees fewer bytes than it expects
-      got += n;
-    }
-    transfer.push(/** @type {ArrayBuffer} */ (data.buffer));
-    return { stat, data: data.subarray(0, got) };
-  } finally {
-    closeSync(fd);
-  }
+function etagOf(st) {
+  return `${st.ino.toString(36)}-${st.size.toString(36)}-${st.mtimeNs.toString(36)}`;
 }
 
 /**
  * Everything below the folder `path` (whose key is `prefix`), breadth-first, without
  * following links, sorted by key in byte order. Folders that vanish meanwhile are skipped.
- * Kept as columns rather than an object per entry: a walk of 100,000 files leaves little
- * behind on this thread, and one string and three arrays cross the thread boundary.
+ * Kept as columns rather than an object per entry: one string and three arrays cross the
+ * thread boundary.
  * @param {string} path
  * @param {string} prefix
+ * @returns {Listing}
  */
 function list(path, prefix) {
   if (!lstatSync(path).isDirectory()) {
@@ -147,19 +186,20 @@ function list(path, prefix) {
       if (!d.isFile() && !d.isDirectory()) continue; // links, sockets, devices
       let stat;
       try {
-        stat = describe(lstatSync(join(dir, d.name), { bigint: true }));
+        stat = lstatSync(join(dir, d.name), { bigint: true });
       } catch {
         continue; // removed since readdir
       }
-      if (stat.kind === "other") continue;
-      const key = stat.kind === "dir" ? `${keyPrefix + d.name}/` : keyPrefix + d.name;
+      const isFile = stat.isFile();
+      if (!isFile && !stat.isDirectory()) continue;
+      const key = isFile ? keyPrefix + d.name : `${keyPrefix + d.name}/`;
       if (!wide && WIDE.test(key)) wide = true;
       keys.push(key);
-      etags.push(stat.kind === "file" ? stat.etag : "");
-      sizes.push(stat.size);
-      mtimes.push(stat.mtimeMs);
-      kinds.push(stat.kind === "file" ? 1 : 0);
-      if (stat.kind === "dir") dirs.push([join(dir, d.name), key]);
+      etags.push(isFile ? etagOf(stat) : "");
+      sizes.push(Number(stat.size));
+      mtimes.push(Number(stat.mtimeMs));
+      kinds.push(isFile ? 1 : 0);
+      if (!isFile) dirs.push([join(dir, d.name), key]);
     }
   }
   const order = Uint32Array.from(keys.keys());

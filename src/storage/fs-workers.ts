@@ -1,5 +1,8 @@
 import { Worker } from "node:worker_threads";
 import { StorageUnavailable } from "../errors.js";
+import { ANSWER_WIDTH, type Answers, type Batch, KIND_DIR, KIND_FILE, type Listing, OP_LSTAT, OP_OPEN } from "./fs-worker.js";
+
+export type { Listing };
 
 /** What the worker reports of a file or folder. `etag` is the version's identity. */
 export interface FileStat {
@@ -10,32 +13,15 @@ export interface FileStat {
 }
 
 /** An opened file: its data when it was small enough to read whole, else its descriptor. */
-export interface Opened {
-  stat: FileStat;
-  data?: Uint8Array;
+export interface Opened extends FileStat {
+  data?: Buffer;
   fd?: number;
 }
 
-/** A folder walk, sorted by key in byte order, as columns (keys and etags joined by NUL). */
-export interface Listing {
-  keys: string;
-  etags: string;
-  sizes: Float64Array;
-  mtimes: Float64Array;
-  /** 1 for a file, 0 for a folder. */
-  kinds: Uint8Array;
-}
-
-type Request =
-  | { op: "open"; path: string; start: number; end: number | null; limit: number }
-  | { op: "lstat"; path: string }
-  | { op: "list"; path: string; prefix: string };
-
-type Reply = { id: number; value?: unknown; error?: { code?: string; message: string } };
-
 /** Requests in one message at most, so one thread's share of a burst stays bounded. */
-const MAX_BATCH = 64;
+const MAX_BATCH = 256;
 const WORKER_URL = new URL("./fs-worker.js", import.meta.url);
+const KINDS = { [KIND_FILE]: "file", [KIND_DIR]: "dir" } as Record<number, "file" | "dir">;
 
 /**
  * Blocking file system calls on worker threads. Requests made in the same turn of the event
@@ -53,11 +39,11 @@ export class FsWorkers {
 
   /** Opens `path` (no link followed); reads [start, end) whole when it is at most `limit` bytes. */
   open(path: string, start: number, end: number | undefined, limit: number): Promise<Opened> {
-    return this.#call({ op: "open", path, start, end: end ?? null, limit });
+    return this.#call(OP_OPEN, path, start, end ?? -1, limit);
   }
 
   lstat(path: string): Promise<FileStat> {
-    return this.#call({ op: "lstat", path });
+    return this.#call(OP_LSTAT, path, 0, -1, 0);
   }
 
   /**
@@ -66,12 +52,18 @@ export class FsWorkers {
    */
   async list(path: string, prefix: string): Promise<Listing> {
     if (this.#closed) throw new StorageUnavailable("the folder store is closed");
-    const walker = new Thread({ once: true });
-    const listing = (await walker.call({ op: "list", path, prefix })) as Listing;
+    const walker = new Worker(WORKER_URL, { execArgv: [], workerData: { list: { path, prefix } } });
+    const ended = new Promise<number>((resolve) => walker.once("exit", resolve));
+    const answer = await new Promise<{ listing?: Listing; error?: { code?: string; message: string } }>((resolve, reject) => {
+      walker.once("message", resolve);
+      walker.once("error", (err) => reject(new StorageUnavailable("the folder store's worker failed", err)));
+      void ended.then((code) => reject(new StorageUnavailable(`the folder store's worker exited (${code}) without answering`)));
+    });
     // Answered only once the thread is gone: a process that exits while a worker thread is
     // still ending can abort (seen under vitest's forks).
-    await walker.ended;
-    return listing;
+    await ended;
+    if (answer.error) throw Object.assign(new Error(answer.error.message), { code: answer.error.code });
+    return answer.listing as Listing;
   }
 
   async close(): Promise<void> {
@@ -79,9 +71,9 @@ export class FsWorkers {
     await Promise.all(this.#threads.splice(0).map((t) => t.stop()));
   }
 
-  #call<T>(req: Request): Promise<T> {
+  #call<T>(op: number, path: string, start: number, end: number, limit: number): Promise<T> {
     if (this.#closed) return Promise.reject(new StorageUnavailable("the folder store is closed"));
-    return this.#pick().call(req) as Promise<T>;
+    return this.#pick().call(op, path, start, end, limit) as Promise<T>;
   }
 
   #pick(): Thread {
@@ -98,73 +90,99 @@ export class FsWorkers {
   }
 }
 
+interface Waiter {
+  op: number;
+  resolve: (value: FileStat | Opened) => void;
+  reject: (err: Error) => void;
+}
+
 class Thread {
   // No inherited execArgv: the worker needs no flags, and loader hooks of a test runner
   // must not follow it onto its thread.
-  readonly #worker: Worker;
-  readonly #waiting = new Map<number, { resolve: (value: unknown) => void; reject: (err: Error) => void }>();
-  #queue: Array<Request & { id: number }> = [];
-  #nextId = 0;
+  readonly #worker = new Worker(WORKER_URL, { execArgv: [] });
+  /** The batch being put together, as the columns it is sent as. */
+  #ops: number[] = [];
+  #paths: string[] = [];
+  #nums: number[] = [];
+  #waiters: Waiter[] = [];
+  /** Batches sent and not answered, oldest first: the worker answers them in order. */
+  readonly #sent: Waiter[][] = [];
+  #load = 0;
   dead = false;
-  /** Settles when the thread has ended. */
-  readonly ended: Promise<void>;
 
-  /** `once`: the thread answers one message, then ends by itself. */
-  constructor(options: { once?: boolean } = {}) {
-    this.#worker = new Worker(WORKER_URL, { execArgv: [], workerData: { once: options.once === true } });
+  constructor() {
     this.#worker.unref();
-    this.#worker.on("message", (replies: Reply[]) => this.#settle(replies));
+    this.#worker.on("message", (answers: Answers) => this.#settle(answers));
     this.#worker.on("error", (err) => this.#fail(err));
-    this.ended = new Promise((resolve) => this.#worker.once("exit", () => resolve()));
     this.#worker.on("exit", (code) => this.#fail(new Error(`the folder store's worker exited (${code})`)));
   }
 
   /** Requests waiting for the next message. */
   get queued(): number {
-    return this.#queue.length;
+    return this.#waiters.length;
   }
 
   /** Requests sent or queued and not answered yet. */
   get load(): number {
-    return this.#waiting.size;
+    return this.#load;
   }
 
-  call(req: Request): Promise<unknown> {
-    const id = this.#nextId++;
+  call(op: number, path: string, start: number, end: number, limit: number): Promise<FileStat | Opened> {
     return new Promise((resolve, reject) => {
-      if (this.#waiting.size === 0) this.#worker.ref();
-      this.#waiting.set(id, { resolve, reject });
-      this.#queue.push({ ...req, id });
-      // Sent after the current turn of the event loop: a download that takes the replies of
+      if (this.#load++ === 0) this.#worker.ref();
+      this.#ops.push(op);
+      this.#paths.push(path);
+      this.#nums.push(start, end, limit);
+      this.#waiters.push({ op, resolve, reject });
+      // Sent after the current turn of the event loop: a download that takes the answers of
       // one batch in one turn asks for the next objects in one message as well.
-      if (this.#queue.length === 1) setImmediate(() => this.#flush());
+      if (this.#waiters.length === 1) setImmediate(() => this.#flush());
     });
   }
 
   #flush(): void {
-    const batch = this.#queue;
-    this.#queue = [];
-    if (batch.length > 0 && !this.dead) this.#worker.postMessage(batch);
+    if (this.#waiters.length === 0 || this.dead) return;
+    const batch: Batch = { ops: Uint8Array.from(this.#ops), paths: this.#paths.join("\0"), nums: Float64Array.from(this.#nums) };
+    this.#sent.push(this.#waiters);
+    this.#ops = [];
+    this.#paths = [];
+    this.#nums = [];
+    this.#waiters = [];
+    this.#worker.postMessage(batch, [batch.ops.buffer, batch.nums.buffer]);
   }
 
-  #settle(replies: Reply[]): void {
-    for (const reply of replies) {
-      const waiting = this.#waiting.get(reply.id);
-      if (!waiting) continue;
-      this.#waiting.delete(reply.id);
-      if (reply.error) waiting.reject(Object.assign(new Error(reply.error.message), { code: reply.error.code }));
-      else waiting.resolve(reply.value);
+  #settle({ nums, etags, data, errors }: Answers): void {
+    const waiters = this.#sent.shift();
+    if (!waiters) return;
+    const tags = etags.split("\0");
+    for (const [i, w] of waiters.entries()) {
+      const error = errors?.[i];
+      if (error) {
+        w.reject(Object.assign(new Error(error.message), { code: error.code }));
+        continue;
+      }
+      const at = i * ANSWER_WIDTH;
+      const stat: Opened = { kind: KINDS[nums[at] as number] ?? "other", size: nums[at + 1] as number, mtimeMs: nums[at + 2] as number, etag: tags[i] as string };
+      if (w.op === OP_OPEN) {
+        const fd = nums[at + 3] as number;
+        const length = nums[at + 5] as number;
+        if (fd >= 0) stat.fd = fd;
+        if (length >= 0) stat.data = data ? Buffer.from(data, nums[at + 4] as number, length) : Buffer.alloc(0);
+      }
+      w.resolve(stat);
     }
-    if (this.#waiting.size === 0) this.#worker.unref();
+    this.#load -= waiters.length;
+    if (this.#load === 0) this.#worker.unref();
   }
 
   #fail(err: Error): void {
     if (this.dead) return;
     this.dead = true;
     const gone = new StorageUnavailable("the folder store's worker failed", err);
-    for (const waiting of this.#waiting.values()) waiting.reject(gone);
-    this.#waiting.clear();
-    this.#queue = [];
+    for (const w of [...this.#sent.flat(), ...this.#waiters]) w.reject(gone);
+    this.#sent.length = 0;
+    this.#waiters = [];
+    this.#load = 0;
   }
 
   async stop(): Promise<void> {

@@ -84,16 +84,16 @@ export async function createFsStorage(options: FsStorageOptions): Promise<Storag
       const opened = await workers.open(pathOf(key), start, opts.range?.end, chunkSize).catch((err) => {
         throw mapFsError(err, key);
       });
-      const { stat, fd, data } = opened;
+      const { fd, data } = opened;
       try {
-        if (stat.kind !== "file") throw new ObjectNotFound(key);
-        if (opts.etag !== undefined && stat.etag !== opts.etag) throw new ObjectChanged(key);
-        const end = opts.range?.end ?? stat.size;
-        if (end > stat.size || start > end) throw new ObjectChanged(key);
+        if (opened.kind !== "file") throw new ObjectNotFound(key);
+        if (opts.etag !== undefined && opened.etag !== opts.etag) throw new ObjectChanged(key);
+        const end = opts.range?.end ?? opened.size;
+        if (end > opened.size || start > end) throw new ObjectChanged(key);
         // The signal may have fired while the file was opened: a stream made
         // with an aborted signal errors with nobody listening yet.
         opts.signal?.throwIfAborted();
-        if (data) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+        if (data) return data;
         return fdStream(fd as number, start, end, chunkSize, opts.signal);
       } catch (err) {
         if (fd !== undefined) fsClose(fd, () => {});
