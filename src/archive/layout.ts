@@ -149,15 +149,15 @@ export function computeLayout(inputs: readonly LayoutInput[]): Layout {
   return { entries, centralStart, centralSize, endOffset: central, zip64End, endLength, total };
 }
 
-/** DOS date and time, in UTC so every replica writes the same bytes. */
-function dosDateTime(mtimeMs: number): { date: number; time: number } {
+/** DOS date (high 16 bits) and time (low 16 bits), in UTC so every replica writes the same bytes. */
+function dosDateTime(mtimeMs: number): number {
   const d = new Date(mtimeMs);
   let year = d.getUTCFullYear();
-  if (Number.isNaN(year) || year < 1980) return { date: (1 << 5) | 1, time: 0 };
+  if (Number.isNaN(year) || year < 1980) return ((1 << 5) | 1) << 16;
   if (year > 2107) year = 2107;
   const date = ((year - 1980) << 9) | ((d.getUTCMonth() + 1) << 5) | d.getUTCDate();
   const time = (d.getUTCHours() << 11) | (d.getUTCMinutes() << 5) | (d.getUTCSeconds() >> 1);
-  return { date, time };
+  return (date << 16) | time;
 }
 
 function flags(entry: LayoutEntry): number {
@@ -174,83 +174,101 @@ function writeTimestamp(buf: Buffer, at: number, mtimeMs: number): number {
 
 /** Bytes of an entry's local header. */
 export function localHeader(entry: LayoutEntry): Buffer {
-  const buf = Buffer.alloc(entry.localLength);
-  const { date, time } = dosDateTime(entry.mtimeMs);
-  buf.writeUInt32LE(SIG_LOCAL, 0);
-  buf.writeUInt16LE(entry.zip64 ? VERSION_ZIP64 : VERSION_DEFAULT, 4);
-  buf.writeUInt16LE(flags(entry), 6);
-  buf.writeUInt16LE(0, 8); // stored
-  buf.writeUInt16LE(time, 10);
-  buf.writeUInt16LE(date, 12);
-  // CRC and sizes follow in the data descriptor (bit 3); zip64 entries point to their extra.
-  buf.writeUInt32LE(0, 14);
-  buf.writeUInt32LE(entry.zip64 ? MAX_32 : 0, 18);
-  buf.writeUInt32LE(entry.zip64 ? MAX_32 : 0, 22);
-  buf.writeUInt16LE(entry.name.length, 26);
-  buf.writeUInt16LE(entry.localLength - LOCAL_FIXED - entry.name.length, 28);
-  entry.name.copy(buf, LOCAL_FIXED);
-  let at = LOCAL_FIXED + entry.name.length;
-  if (entry.zip64) {
-    buf.writeUInt16LE(0x0001, at);
-    buf.writeUInt16LE(16, at + 2);
-    // sizes are zero here: the data descriptor holds them
-    at += ZIP64_LOCAL_EXTRA;
-  }
-  if (hasTimestamp(entry.mtimeMs)) writeTimestamp(buf, at, entry.mtimeMs);
+  const buf = Buffer.allocUnsafe(entry.localLength);
+  writeLocalHeader(entry, buf, 0);
   return buf;
+}
+
+/**
+ * Writes an entry's local header (`entry.localLength` bytes) into `buf` at `at`; every byte
+ * is written, so `buf` need not be zeroed.
+ */
+export function writeLocalHeader(entry: LayoutEntry, buf: Buffer, at: number): void {
+  const dosTime = dosDateTime(entry.mtimeMs);
+  buf.writeUInt32LE(SIG_LOCAL, at);
+  buf.writeUInt16LE(entry.zip64 ? VERSION_ZIP64 : VERSION_DEFAULT, at + 4);
+  buf.writeUInt16LE(flags(entry), at + 6);
+  buf.writeUInt16LE(0, at + 8); // stored
+  buf.writeUInt32LE(dosTime >>> 0, at + 10); // time, then date
+  // CRC and sizes follow in the data descriptor (bit 3); zip64 entries point to their extra.
+  buf.writeUInt32LE(0, at + 14);
+  buf.writeUInt32LE(entry.zip64 ? MAX_32 : 0, at + 18);
+  buf.writeUInt32LE(entry.zip64 ? MAX_32 : 0, at + 22);
+  buf.writeUInt16LE(entry.name.length, at + 26);
+  buf.writeUInt16LE(entry.localLength - LOCAL_FIXED - entry.name.length, at + 28);
+  entry.name.copy(buf, at + LOCAL_FIXED);
+  let p = at + LOCAL_FIXED + entry.name.length;
+  if (entry.zip64) {
+    buf.writeUInt16LE(0x0001, p);
+    buf.writeUInt16LE(16, p + 2);
+    buf.fill(0, p + 4, p + ZIP64_LOCAL_EXTRA); // sizes are zero here: the data descriptor holds them
+    p += ZIP64_LOCAL_EXTRA;
+  }
+  if (hasTimestamp(entry.mtimeMs)) writeTimestamp(buf, p, entry.mtimeMs);
 }
 
 /** Bytes of a file entry's data descriptor. */
 export function dataDescriptor(entry: LayoutEntry, crc: number): Buffer {
-  const buf = Buffer.alloc(entry.descriptorLength);
-  if (entry.descriptorLength === 0) return buf;
-  buf.writeUInt32LE(SIG_DESCRIPTOR, 0);
-  buf.writeUInt32LE(crc >>> 0, 4);
-  if (entry.zip64) {
-    buf.writeBigUInt64LE(BigInt(entry.size), 8);
-    buf.writeBigUInt64LE(BigInt(entry.size), 16);
-  } else {
-    buf.writeUInt32LE(entry.size, 8);
-    buf.writeUInt32LE(entry.size, 12);
-  }
+  const buf = Buffer.allocUnsafe(entry.descriptorLength);
+  writeDataDescriptor(entry, crc, buf, 0);
   return buf;
+}
+
+/** Writes a file entry's data descriptor (`entry.descriptorLength` bytes) into `buf` at `at`. */
+export function writeDataDescriptor(entry: LayoutEntry, crc: number, buf: Buffer, at: number): void {
+  if (entry.descriptorLength === 0) return;
+  buf.writeUInt32LE(SIG_DESCRIPTOR, at);
+  buf.writeUInt32LE(crc >>> 0, at + 4);
+  if (entry.zip64) {
+    buf.writeBigUInt64LE(BigInt(entry.size), at + 8);
+    buf.writeBigUInt64LE(BigInt(entry.size), at + 16);
+  } else {
+    buf.writeUInt32LE(entry.size, at + 8);
+    buf.writeUInt32LE(entry.size, at + 12);
+  }
 }
 
 /** Bytes of an entry's central-directory record. */
 export function centralRecord(entry: LayoutEntry, crc: number): Buffer {
-  const buf = Buffer.alloc(entry.centralLength);
-  const { date, time } = dosDateTime(entry.mtimeMs);
+  const buf = Buffer.allocUnsafe(entry.centralLength);
+  writeCentralRecord(entry, crc, buf, 0);
+  return buf;
+}
+
+/**
+ * Writes an entry's central-directory record (`entry.centralLength` bytes) into `buf` at
+ * `at`; every byte is written.
+ */
+export function writeCentralRecord(entry: LayoutEntry, crc: number, buf: Buffer, at: number): void {
+  const dosTime = dosDateTime(entry.mtimeMs);
   const isDir = entry.kind === "dir";
   const version = entry.zip64 ? VERSION_ZIP64 : VERSION_DEFAULT;
-  buf.writeUInt32LE(SIG_CENTRAL, 0);
-  buf.writeUInt16LE(MADE_BY_UNIX | version, 4);
-  buf.writeUInt16LE(version, 6);
-  buf.writeUInt16LE(flags(entry), 8);
-  buf.writeUInt16LE(0, 10);
-  buf.writeUInt16LE(time, 12);
-  buf.writeUInt16LE(date, 14);
-  buf.writeUInt32LE(isDir ? 0 : crc >>> 0, 16);
-  buf.writeUInt32LE(entry.zip64 ? MAX_32 : entry.size, 20);
-  buf.writeUInt32LE(entry.zip64 ? MAX_32 : entry.size, 24);
-  buf.writeUInt16LE(entry.name.length, 28);
-  buf.writeUInt16LE(entry.centralLength - CENTRAL_FIXED - entry.name.length, 30);
-  buf.writeUInt16LE(0, 32); // comment
-  buf.writeUInt16LE(0, 34); // disk
-  buf.writeUInt16LE(0, 36); // internal attributes
-  buf.writeUInt32LE((((isDir ? MODE_DIR : MODE_FILE) << 16) | (isDir ? DOS_DIRECTORY : 0)) >>> 0, 38);
-  buf.writeUInt32LE(entry.zip64 ? MAX_32 : entry.offset, 42);
-  entry.name.copy(buf, CENTRAL_FIXED);
-  let at = CENTRAL_FIXED + entry.name.length;
+  buf.writeUInt32LE(SIG_CENTRAL, at);
+  buf.writeUInt16LE(MADE_BY_UNIX | version, at + 4);
+  buf.writeUInt16LE(version, at + 6);
+  buf.writeUInt16LE(flags(entry), at + 8);
+  buf.writeUInt16LE(0, at + 10);
+  buf.writeUInt32LE(dosTime >>> 0, at + 12); // time, then date
+  buf.writeUInt32LE(isDir ? 0 : crc >>> 0, at + 16);
+  buf.writeUInt32LE(entry.zip64 ? MAX_32 : entry.size, at + 20);
+  buf.writeUInt32LE(entry.zip64 ? MAX_32 : entry.size, at + 24);
+  buf.writeUInt16LE(entry.name.length, at + 28);
+  buf.writeUInt16LE(entry.centralLength - CENTRAL_FIXED - entry.name.length, at + 30);
+  buf.writeUInt32LE(0, at + 32); // comment length, disk
+  buf.writeUInt16LE(0, at + 36); // internal attributes
+  buf.writeUInt32LE((((isDir ? MODE_DIR : MODE_FILE) << 16) | (isDir ? DOS_DIRECTORY : 0)) >>> 0, at + 38);
+  buf.writeUInt32LE(entry.zip64 ? MAX_32 : entry.offset, at + 42);
+  entry.name.copy(buf, at + CENTRAL_FIXED);
+  let p = at + CENTRAL_FIXED + entry.name.length;
   if (entry.zip64) {
-    buf.writeUInt16LE(0x0001, at);
-    buf.writeUInt16LE(24, at + 2);
-    buf.writeBigUInt64LE(BigInt(entry.size), at + 4);
-    buf.writeBigUInt64LE(BigInt(entry.size), at + 12);
-    buf.writeBigUInt64LE(BigInt(entry.offset), at + 20);
-    at += ZIP64_CENTRAL_EXTRA;
+    buf.writeUInt16LE(0x0001, p);
+    buf.writeUInt16LE(24, p + 2);
+    buf.writeBigUInt64LE(BigInt(entry.size), p + 4);
+    buf.writeBigUInt64LE(BigInt(entry.size), p + 12);
+    buf.writeBigUInt64LE(BigInt(entry.offset), p + 20);
+    p += ZIP64_CENTRAL_EXTRA;
   }
-  if (hasTimestamp(entry.mtimeMs)) writeTimestamp(buf, at, entry.mtimeMs);
-  return buf;
+  if (hasTimestamp(entry.mtimeMs)) writeTimestamp(buf, p, entry.mtimeMs);
 }
 
 /** Bytes of the end records: zip64 end record and locator when needed, then the EOCD. */

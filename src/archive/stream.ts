@@ -1,8 +1,9 @@
 import type { Readable } from "node:stream";
 import { ObjectChanged } from "../errors.js";
 import { chunksOf, type ObjectBody } from "../storage/types.js";
+import { batchBuffers } from "../util/buffer-pool.js";
 import { crc32 } from "../util/crc32.js";
-import { centralRecord, crcsNeeded, dataDescriptor, endRecords, type Layout, type LayoutEntry, localHeader, segments } from "./layout.js";
+import { crcsNeeded, endRecords, type Layout, type LayoutEntry, type Segment, segments, writeCentralRecord, writeDataDescriptor, writeLocalHeader } from "./layout.js";
 
 /**
  * Opens the data of one file entry (by index), or a byte range of it
@@ -35,8 +36,10 @@ export interface ArchiveStreamOptions {
   signal?: AbortSignal;
 }
 
-/** Small pieces are gathered up to this size before they are handed on. */
-const BATCH = 64 * 1024;
+/** Small pieces are gathered into buffers of this size (the batch pool's) before they are handed on. */
+const BATCH = batchBuffers.size;
+/** Data chunks at least this long are handed on as they are, not copied into a batch. */
+const COPY_BELOW = 32 * 1024;
 const DEFAULT_READ_AHEAD = 8;
 /** Small objects ahead: at most this many bytes together, and the read-ahead times this many objects. */
 const SMALL_AHEAD_BYTES = 1024 * 1024;
@@ -80,16 +83,19 @@ export async function openArchiveRange(opts: ArchiveStreamOptions): Promise<Asyn
 
 async function* generate(opts: ArchiveStreamOptions, start: number, end: number, crcs: CrcTable, reader: ReadAhead): AsyncGenerator<Buffer, void, undefined> {
   const { layout } = opts;
-  let batch: Buffer[] = [];
-  let batched = 0;
-  const take = (): Buffer => {
-    const out = batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch, batched);
-    batch = [];
-    batched = 0;
+  // Headers and small chunks are written into pooled buffers of BATCH bytes, handed on full.
+  let out: Buffer | undefined;
+  let used = 0;
+  const room = (): Buffer => {
+    out ??= batchBuffers.take();
     return out;
   };
-  const slice = (buf: Buffer, from: number, segStart: number, segEnd: number): Buffer =>
-    segStart === from && segEnd - segStart === buf.length ? buf : buf.subarray(segStart - from, segEnd - from);
+  const take = (): Buffer => {
+    const full = (out as Buffer).subarray(0, used);
+    out = undefined;
+    used = 0;
+    return full;
+  };
   const crcOf = (index: number): number => {
     const entry = layout.entries[index] as LayoutEntry;
     if (entry.kind !== "file" || entry.size === 0) return 0;
@@ -100,67 +106,94 @@ async function* generate(opts: ArchiveStreamOptions, start: number, end: number,
 
   try {
     for (const seg of segments(layout, start, end)) {
-      let piece: Buffer;
-      switch (seg.kind) {
-        case "local": {
-          const e = layout.entries[seg.index] as LayoutEntry;
-          piece = slice(localHeader(e), e.offset, seg.start, seg.end);
-          break;
-        }
-        case "descriptor": {
-          const e = layout.entries[seg.index] as LayoutEntry;
-          const at = e.dataOffset + e.size;
-          piece = slice(dataDescriptor(e, crcOf(seg.index)), at, seg.start, seg.end);
-          break;
-        }
-        case "central": {
-          const e = layout.entries[seg.index] as LayoutEntry;
-          piece = slice(centralRecord(e, crcOf(seg.index)), e.centralOffset, seg.start, seg.end);
-          break;
-        }
-        case "end":
-          piece = slice(endRecords(layout), layout.endOffset, seg.start, seg.end);
-          break;
-        case "data": {
-          const e = layout.entries[seg.index] as LayoutEntry;
-          const complete = seg.start === e.dataOffset && seg.end === e.dataOffset + e.size;
-          // A CRC already known for this object version need not be computed again:
-          // the pinned identity guarantees the same bytes, and CRC is the costliest step.
-          const whole = complete && !crcs.has(seg.index);
-          const expected = seg.end - seg.start;
-          const body = await reader.next();
-          let crc = 0;
-          let got = 0;
-          for await (const chunk of chunksOf(body)) {
-            got += chunk.length;
-            if (got > expected) throw new ObjectChanged(e.name.toString());
-            if (whole) crc = crc32(chunk, crc);
-            if (chunk.length >= BATCH) {
-              if (batched > 0) yield take();
-              yield chunk;
-            } else {
-              batch.push(chunk);
-              batched += chunk.length;
-              if (batched >= BATCH) yield take();
-            }
+      if (seg.kind === "data") {
+        const e = layout.entries[seg.index] as LayoutEntry;
+        const complete = seg.start === e.dataOffset && seg.end === e.dataOffset + e.size;
+        // A CRC already known for this object version need not be computed again:
+        // the pinned identity guarantees the same bytes, and CRC is the costliest step.
+        const whole = complete && !crcs.has(seg.index);
+        const expected = seg.end - seg.start;
+        const body = await reader.next();
+        let crc = 0;
+        let got = 0;
+        for await (const chunk of chunksOf(body)) {
+          got += chunk.length;
+          if (got > expected) throw new ObjectChanged(e.name.toString());
+          if (whole) crc = crc32(chunk, crc);
+          if (chunk.length >= COPY_BELOW) {
+            if (used > 0) yield take();
+            yield chunk;
+            continue;
           }
-          if (got !== expected) throw new ObjectChanged(e.name.toString());
-          if (whole) {
-            crcs.set(seg.index, crc);
-            opts.onCrc?.(seg.index, crc);
+          let from = 0;
+          while (from < chunk.length) {
+            const n = Math.min(chunk.length - from, BATCH - used);
+            chunk.copy(room(), used, from, from + n);
+            used += n;
+            from += n;
+            if (used === BATCH) yield take();
           }
-          if (complete) opts.onEntryDone?.(seg.index);
-          continue;
+        }
+        if (got !== expected) throw new ObjectChanged(e.name.toString());
+        if (whole) {
+          crcs.set(seg.index, crc);
+          opts.onCrc?.(seg.index, crc);
+        }
+        if (complete) opts.onEntryDone?.(seg.index);
+        continue;
+      }
+
+      // Header bytes: written in place when the whole record is in the range and fits.
+      const crc = seg.kind === "descriptor" || seg.kind === "central" ? crcOf(seg.index) : 0;
+      const [at, length] = recordBounds(layout, seg);
+      const part = seg.end - seg.start;
+      if (part === length && length <= BATCH) {
+        if (used + length > BATCH) yield take();
+        writeRecord(layout, seg, crc, room(), used);
+        used += length;
+      } else {
+        // Cut by the range, or too long for a batch (a name near 64 KiB): made on its own.
+        const whole = Buffer.allocUnsafe(length);
+        writeRecord(layout, seg, crc, whole, 0);
+        const piece = whole.subarray(seg.start - at, seg.end - at);
+        if (used > 0 && used + piece.length > BATCH) yield take();
+        if (piece.length > BATCH) {
+          yield piece;
+        } else {
+          piece.copy(room(), used);
+          used += piece.length;
         }
       }
-      batch.push(piece);
-      batched += piece.length;
-      if (batched >= BATCH) yield take();
+      if (used === BATCH) yield take();
     }
-    if (batched > 0) yield take();
+    if (used > 0) yield take();
   } finally {
-    reader.close();
+    // A batch never handed on goes back to the pool.
+    if (out) batchBuffers.release(out);
   }
+}
+
+type HeaderSegment = Exclude<Segment, { kind: "data" }>;
+
+/** Archive offset and length of the whole record a header segment is part of. */
+function recordBounds(layout: Layout, seg: HeaderSegment): [at: number, length: number] {
+  if (seg.kind === "end") return [layout.endOffset, layout.endLength];
+  const e = layout.entries[seg.index] as LayoutEntry;
+  if (seg.kind === "local") return [e.offset, e.localLength];
+  if (seg.kind === "descriptor") return [e.dataOffset + e.size, e.descriptorLength];
+  return [e.centralOffset, e.centralLength];
+}
+
+/** Writes the whole record a header segment is part of into `buf` at `to`. */
+function writeRecord(layout: Layout, seg: HeaderSegment, crc: number, buf: Buffer, to: number): void {
+  if (seg.kind === "end") {
+    endRecords(layout).copy(buf, to);
+    return;
+  }
+  const e = layout.entries[seg.index] as LayoutEntry;
+  if (seg.kind === "local") writeLocalHeader(e, buf, to);
+  else if (seg.kind === "descriptor") writeDataDescriptor(e, crc, buf, to);
+  else writeCentralRecord(e, crc, buf, to);
 }
 
 /** CRCs by entry index: two flat arrays, not a Map of 100,000 entries. */

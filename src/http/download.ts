@@ -6,7 +6,7 @@ import type { Context } from "hono";
 import type { AppEnv } from "../api/deps.js";
 import { streamedArchive } from "../archive/streamed.js";
 import { describeError, type Logger } from "../log.js";
-import { readBuffers } from "../util/buffer-pool.js";
+import { giveBack } from "../util/buffer-pool.js";
 import type { Download, ZipballService } from "../zipball/service.js";
 import { contentDisposition } from "./disposition.js";
 import { evaluatePreconditions, parseRange } from "./range.js";
@@ -117,8 +117,8 @@ function sendBody(
       for await (const chunk of iter) {
         if (outgoing.destroyed) throw new Error("client went away");
         sent += chunk.length;
-        // Once the socket has taken the bytes, a pooled read buffer can be read into again.
-        if (!outgoing.write(chunk, () => readBuffers.release(chunk))) await drained(outgoing);
+        // Once the socket has taken the bytes, a pooled buffer can be filled again.
+        if (!outgoing.write(chunk, () => giveBack(chunk))) await drained(outgoing);
       }
       if (expected !== undefined && sent !== expected) throw new Error(`archive produced ${sent} bytes, expected ${expected}`);
       outgoing.end();
