@@ -3,7 +3,17 @@ import { ObjectChanged } from "../errors.js";
 import { chunksOf, type ObjectBody } from "../storage/types.js";
 import { batchBuffers } from "../util/buffer-pool.js";
 import { crc32 } from "../util/crc32.js";
-import { crcsNeeded, endRecords, type Layout, type LayoutEntry, type Segment, segments, writeCentralRecord, writeDataDescriptor, writeLocalHeader } from "./layout.js";
+import {
+  crcsNeeded,
+  endRecords,
+  type Layout,
+  type LayoutEntry,
+  type Segment,
+  segments,
+  writeCentralRecord,
+  writeDataDescriptor,
+  writeLocalHeader,
+} from "./layout.js";
 
 /**
  * Opens the data of one file entry (by index), or a byte range of it

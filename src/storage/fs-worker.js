@@ -89,7 +89,8 @@ function answer(batch) {
     nums[at + 5] = -1;
     let fd = -1;
     try {
-      const stat = batch.ops[i] === OP_LSTAT ? lstatSync(path, { bigint: true }) : fstatSync((fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW)), { bigint: true });
+      if (batch.ops[i] === OP_OPEN) fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+      const stat = fd === -1 ? lstatSync(path, { bigint: true }) : fstatSync(fd, { bigint: true });
       const kind = stat.isFile() ? KIND_FILE : stat.isDirectory() ? KIND_DIR : KIND_OTHER;
       const size = Number(stat.size);
       nums[at] = kind;

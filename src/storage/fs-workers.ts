@@ -162,7 +162,12 @@ class Thread {
         continue;
       }
       const at = i * ANSWER_WIDTH;
-      const stat: Opened = { kind: KINDS[nums[at] as number] ?? "other", size: nums[at + 1] as number, mtimeMs: nums[at + 2] as number, etag: tags[i] as string };
+      const stat: Opened = {
+        kind: KINDS[nums[at] as number] ?? "other",
+        size: nums[at + 1] as number,
+        mtimeMs: nums[at + 2] as number,
+        etag: tags[i] as string,
+      };
       if (w.op === OP_OPEN) {
         const fd = nums[at + 3] as number;
         const length = nums[at + 5] as number;

@@ -28,7 +28,9 @@ function items(): Item[] {
 function setup() {
   const list = items();
   const inputs: LayoutInput[] = list.map((it) =>
-    it.data ? { name: it.name, kind: "file", size: it.data.length, mtimeMs: 1_700_000_000_123 } : { name: it.name, kind: "dir", size: 0, mtimeMs: 1_700_000_000_000 },
+    it.data
+      ? { name: it.name, kind: "file", size: it.data.length, mtimeMs: 1_700_000_000_123 }
+      : { name: it.name, kind: "dir", size: 0, mtimeMs: 1_700_000_000_000 },
   );
   const layout = computeLayout(inputs);
   const crcs = list.map((it) => (it.data ? crc32(it.data) : 0));
@@ -38,7 +40,7 @@ function setup() {
     const data = list[i]?.data;
     if (data) parts.push(data, dataDescriptor(e, crcs[i] as number));
   });
-  layout.entries.forEach((e, i) => parts.push(centralRecord(e, crcs[i] as number)));
+  for (const [i, e] of layout.entries.entries()) parts.push(centralRecord(e, crcs[i] as number));
   parts.push(endRecords(layout));
   const reference = Buffer.concat(parts);
   // Even entries come back as one Buffer, odd ones as a stream of 7,000-byte chunks.
