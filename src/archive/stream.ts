@@ -1,6 +1,6 @@
 import type { Readable } from "node:stream";
 import { ObjectChanged } from "../errors.js";
-import { chunksOf, type ObjectBody } from "../storage/types.js";
+import type { ObjectBody } from "../storage/types.js";
 import { batchBuffers } from "../util/buffer-pool.js";
 import { crc32 } from "../util/crc32.js";
 import {
@@ -126,7 +126,21 @@ async function* generate(opts: ArchiveStreamOptions, start: number, end: number,
         const body = await reader.next();
         let crc = 0;
         let got = 0;
-        for await (const chunk of chunksOf(body)) {
+        // A small object comes as one Buffer: taken as it is, without an async iterator.
+        const stream = Buffer.isBuffer(body) ? undefined : (body[Symbol.asyncIterator]() as AsyncIterator<Buffer>);
+        let single = Buffer.isBuffer(body) ? body : undefined;
+        for (;;) {
+          let chunk: Buffer;
+          if (stream) {
+            const step = await stream.next();
+            if (step.done) break;
+            chunk = step.value;
+          } else if (single) {
+            chunk = single;
+            single = undefined;
+          } else {
+            break;
+          }
           got += chunk.length;
           if (got > expected) throw new ObjectChanged(e.name.toString());
           if (whole) crc = crc32(chunk, crc);
