@@ -61,7 +61,10 @@ export interface LayoutInput {
 }
 
 export interface LayoutEntry {
-  readonly name: Buffer;
+  /** Entry name (the caller's string, shared rather than copied). */
+  readonly name: string;
+  /** Length of the name in UTF-8 bytes. */
+  readonly nameLength: number;
   readonly kind: "file" | "dir";
   readonly size: number;
   readonly mtimeMs: number;
@@ -99,32 +102,33 @@ function hasTimestamp(mtimeMs: number): boolean {
   return seconds >= INT32_MIN && seconds <= INT32_MAX;
 }
 
-function isAscii(buf: Buffer): boolean {
-  for (const byte of buf) if (byte > 0x7e || byte < 0x20) return false;
-  return true;
-}
+/** Printable ASCII only: names that need no UTF-8 flag. */
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
 
 /** Computes the full layout. Pure: the same input gives the same layout. */
 export function computeLayout(inputs: readonly LayoutInput[]): Layout {
   const entries: LayoutEntry[] = [];
   let offset = 0;
   for (const input of inputs) {
-    const name = Buffer.from(input.name, "utf8");
-    if (name.length > MAX_16) throw new RangeError(`entry name longer than ${MAX_16} bytes`);
+    // Names stay strings, encoded as each record is written: 100,000 entries would otherwise hold 100,000 Buffers.
+    const name = input.name;
+    const nameLength = Buffer.byteLength(name, "utf8");
+    if (nameLength > MAX_16) throw new RangeError(`entry name longer than ${MAX_16} bytes`);
     const isFile = input.kind === "file";
     const size = isFile ? input.size : 0;
     if (!Number.isSafeInteger(size) || size < 0) throw new RangeError("entry size must be a non-negative integer");
     const zip64 = size >= MAX_32 || offset >= MAX_32;
     const ts = hasTimestamp(input.mtimeMs) ? TIMESTAMP_EXTRA : 0;
-    const localLength = LOCAL_FIXED + name.length + (zip64 ? ZIP64_LOCAL_EXTRA : 0) + ts;
+    const localLength = LOCAL_FIXED + nameLength + (zip64 ? ZIP64_LOCAL_EXTRA : 0) + ts;
     const descriptorLength = isFile ? (zip64 ? DESCRIPTOR_64 : DESCRIPTOR_32) : 0;
-    const centralLength = CENTRAL_FIXED + name.length + (zip64 ? ZIP64_CENTRAL_EXTRA : 0) + ts;
+    const centralLength = CENTRAL_FIXED + nameLength + (zip64 ? ZIP64_CENTRAL_EXTRA : 0) + ts;
     entries.push({
       name,
+      nameLength,
       kind: input.kind,
       size,
       mtimeMs: input.mtimeMs,
-      utf8: !isAscii(name),
+      utf8: !PRINTABLE_ASCII.test(name),
       zip64,
       offset,
       localLength,
@@ -194,10 +198,10 @@ export function writeLocalHeader(entry: LayoutEntry, buf: Buffer, at: number): v
   buf.writeUInt32LE(0, at + 14);
   buf.writeUInt32LE(entry.zip64 ? MAX_32 : 0, at + 18);
   buf.writeUInt32LE(entry.zip64 ? MAX_32 : 0, at + 22);
-  buf.writeUInt16LE(entry.name.length, at + 26);
-  buf.writeUInt16LE(entry.localLength - LOCAL_FIXED - entry.name.length, at + 28);
-  entry.name.copy(buf, at + LOCAL_FIXED);
-  let p = at + LOCAL_FIXED + entry.name.length;
+  buf.writeUInt16LE(entry.nameLength, at + 26);
+  buf.writeUInt16LE(entry.localLength - LOCAL_FIXED - entry.nameLength, at + 28);
+  buf.write(entry.name, at + LOCAL_FIXED, entry.nameLength, "utf8");
+  let p = at + LOCAL_FIXED + entry.nameLength;
   if (entry.zip64) {
     buf.writeUInt16LE(0x0001, p);
     buf.writeUInt16LE(16, p + 2);
@@ -252,14 +256,14 @@ export function writeCentralRecord(entry: LayoutEntry, crc: number, buf: Buffer,
   buf.writeUInt32LE(isDir ? 0 : crc >>> 0, at + 16);
   buf.writeUInt32LE(entry.zip64 ? MAX_32 : entry.size, at + 20);
   buf.writeUInt32LE(entry.zip64 ? MAX_32 : entry.size, at + 24);
-  buf.writeUInt16LE(entry.name.length, at + 28);
-  buf.writeUInt16LE(entry.centralLength - CENTRAL_FIXED - entry.name.length, at + 30);
+  buf.writeUInt16LE(entry.nameLength, at + 28);
+  buf.writeUInt16LE(entry.centralLength - CENTRAL_FIXED - entry.nameLength, at + 30);
   buf.writeUInt32LE(0, at + 32); // comment length, disk
   buf.writeUInt16LE(0, at + 36); // internal attributes
   buf.writeUInt32LE((((isDir ? MODE_DIR : MODE_FILE) << 16) | (isDir ? DOS_DIRECTORY : 0)) >>> 0, at + 38);
   buf.writeUInt32LE(entry.zip64 ? MAX_32 : entry.offset, at + 42);
-  entry.name.copy(buf, at + CENTRAL_FIXED);
-  let p = at + CENTRAL_FIXED + entry.name.length;
+  buf.write(entry.name, at + CENTRAL_FIXED, entry.nameLength, "utf8");
+  let p = at + CENTRAL_FIXED + entry.nameLength;
   if (entry.zip64) {
     buf.writeUInt16LE(0x0001, p);
     buf.writeUInt16LE(24, p + 2);

@@ -142,7 +142,7 @@ async function* generate(opts: ArchiveStreamOptions, start: number, end: number,
             break;
           }
           got += chunk.length;
-          if (got > expected) throw new ObjectChanged(e.name.toString());
+          if (got > expected) throw new ObjectChanged(e.name);
           if (whole) crc = crc32(chunk, crc);
           if (chunk.length >= COPY_BELOW) {
             if (used > 0) yield take();
@@ -158,7 +158,7 @@ async function* generate(opts: ArchiveStreamOptions, start: number, end: number,
             if (used === BATCH) yield take();
           }
         }
-        if (got !== expected) throw new ObjectChanged(e.name.toString());
+        if (got !== expected) throw new ObjectChanged(e.name);
         if (whole) {
           crcs.set(seg.index, crc);
           opts.onCrc?.(seg.index, crc);

@@ -77,7 +77,7 @@ export async function createFsStorage(options: FsStorageOptions): Promise<Storag
       for (const [i, key] of keys.entries()) {
         if (hideReserved && isReserved(key)) continue;
         const mtimeMs = listing.mtimes[i] as number;
-        if (listing.kinds[i] === 1) yield { kind: "file", key, size: listing.sizes[i] as number, mtimeMs, etag: etags[i] as string };
+        if (listing.kinds[i] === 1) yield { kind: "file", key, size: small(listing.sizes[i] as number), mtimeMs, etag: etags[i] as string };
         else yield { kind: "dir", key, mtimeMs };
       }
     },
@@ -205,6 +205,14 @@ function fdStream(fd: number, start: number, end: number, chunkSize: number, sig
       else close();
     },
   });
+}
+
+/**
+ * A size read from a Float64Array as a small integer when it is one: a number that stays a
+ * double makes V8 keep every size (and offset computed from it) of an entry list boxed.
+ */
+function small(n: number): number {
+  return n < 0x40000000 ? n | 0 : n;
 }
 
 function isCode(err: unknown, code: string): boolean {
