@@ -54,6 +54,8 @@ export interface Config {
   ttlSeconds: number;
   /** Objects opened ahead of the one being streamed. */
   readAhead: number;
+  /** Memory for cached zipballs and layouts (ZIPGATE_CACHE_MB), half each, estimated from entry counts. */
+  cacheBytes: number;
   /** ZIPGATE_URL_ALLOW: non-public hosts and CIDRs URL objects may still fetch. */
   urlAllow: string[];
   jobs: {
@@ -302,6 +304,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     else ttlSeconds = parsed;
   }
   const readAhead = int(env, "ZIPGATE_READ_AHEAD", 8, 1, 256, problems);
+  const cacheBytes = int(env, "ZIPGATE_CACHE_MB", 128, 1, 1_048_576, problems) * 1024 * 1024;
   let boxTtl = 15 * 60;
   if (env.ZIPGATE_BOX_TTL) {
     const parsed = parseDuration(env.ZIPGATE_BOX_TTL);
@@ -350,5 +353,5 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   };
 
   if (problems.length > 0) throw new ConfigError(problems);
-  return { port, host, storage, apiKeys, signingSecret, publicUrl, domains, maxFiles, maxBytes, ttlSeconds, readAhead, urlAllow, jobs, box };
+  return { port, host, storage, apiKeys, signingSecret, publicUrl, domains, maxFiles, maxBytes, ttlSeconds, readAhead, cacheBytes, urlAllow, jobs, box };
 }

@@ -17,7 +17,7 @@ import { ZipballService } from "./zipball/service.js";
 /** Wires a gateway from a configuration and a store; used by main.ts and the tests. */
 export async function createGateway(config: Config, storage: Storage, logger: Logger) {
   const secrets = await loadSecrets(storage, config);
-  const zipballs = new ZipballStore({ storage, signer: new ManifestSigner(secrets.signingSecret) });
+  const zipballs = new ZipballStore({ storage, signer: new ManifestSigner(secrets.signingSecret), cacheBytes: config.cacheBytes / 2 });
   const urls = new UrlFetcher({ allow: config.urlAllow });
   const service = new ZipballService({
     storage,
@@ -26,6 +26,7 @@ export async function createGateway(config: Config, storage: Storage, logger: Lo
     maxBytes: config.maxBytes,
     ttlSeconds: config.ttlSeconds,
     readAhead: config.readAhead,
+    cacheBytes: config.cacheBytes / 2,
     urls,
     crcs: new CrcBook(storage, secrets.signingSecret),
     logger,

@@ -25,9 +25,15 @@ export function zipballKey(id: string, part = "manifest"): string {
 export interface ZipballStoreOptions {
   storage: Storage;
   signer: ManifestSigner;
-  /** Verified zipballs kept in memory, counted in entries. @default 2_000_000 */
-  cacheEntries?: number;
+  /**
+   * Memory for verified zipballs kept in memory, in bytes as estimated from their entry
+   * count; a zipball estimated above it is not kept. @default 64 MiB
+   */
+  cacheBytes?: number;
 }
+
+/** Heap bytes of one cached pinned entry (object, name, key and ETag strings), measured with 100,000. */
+const ZIPBALL_ENTRY_BYTES = 320;
 
 /**
  * Zipball state in the store: one object per zipball holding the signed
@@ -43,8 +49,8 @@ export class ZipballStore {
     this.#storage = options.storage;
     this.#signer = options.signer;
     this.#cache = new LRUCache<string, Zipball>({
-      maxSize: options.cacheEntries ?? 2_000_000,
-      sizeCalculation: (z) => z.entries.length + 1,
+      maxSize: options.cacheBytes ?? 64 * 1024 * 1024,
+      sizeCalculation: (z) => z.entries.length * ZIPBALL_ENTRY_BYTES + 1024,
     });
   }
 

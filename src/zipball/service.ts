@@ -31,7 +31,15 @@ export interface ZipballServiceOptions {
   logger: Logger;
   /** Objects read at once to compute CRCs nobody recorded. @default 4 */
   crcConcurrency?: number;
+  /**
+   * Memory for the layouts of recent downloads, in bytes as estimated from their entry
+   * count; a layout estimated above it is not kept. @default 64 MiB
+   */
+  cacheBytes?: number;
 }
+
+/** Heap bytes of one cached layout entry (object, CRC slots), measured with 100,000. */
+const LAYOUT_ENTRY_BYTES = 160;
 
 export interface CreateInput {
   flavour: Manifest["flavour"];
@@ -71,8 +79,8 @@ export class ZipballService {
   constructor(options: ZipballServiceOptions) {
     this.#opts = options;
     this.#layouts = new LRUCache<string, Download>({
-      maxSize: 2_000_000,
-      sizeCalculation: (d) => d.layout.entries.length + 1,
+      maxSize: options.cacheBytes ?? 64 * 1024 * 1024,
+      sizeCalculation: (d) => d.layout.entries.length * LAYOUT_ENTRY_BYTES + 1024,
     });
   }
 

@@ -15,7 +15,11 @@ describe("configuration", () => {
       maxFiles: 10_000,
       maxBytes: 25 * 2 ** 30,
       ttlSeconds: 86_400,
+      readAhead: 8,
+      cacheBytes: 128 * 2 ** 20,
     });
+    expect(loadConfig({ ZIPGATE_CACHE_MB: "16" }).cacheBytes).toBe(16 * 2 ** 20);
+    expect(() => loadConfig({ ZIPGATE_CACHE_MB: "0" })).toThrow(/ZIPGATE_CACHE_MB/);
   });
 
   it("reports every bad value at once", () => {
