@@ -17,9 +17,11 @@ import { isMainThread, parentPort, workerData } from "node:worker_threads";
  * end (-1 for the end of the file) and the largest range read whole.
  * @typedef {{ ops: Uint8Array<ArrayBuffer>, paths: string, nums: Float64Array<ArrayBuffer> }} Batch
  *
- * The answers, in request order. Request i: `nums[6i..6i+5]`: kind (KIND_*), size, mtimeMs,
- * descriptor (-1 for none), offset and length of its bytes in `data` (-1 for none); the i-th
- * etag of `etags`; `errors[i]` when it failed (and then nothing else of it counts).
+ * The answers, in request order. Request i: `nums[5i..5i+4]`: kind (KIND_*), size, mtimeMs,
+ * offset and length of its bytes in `data` (length -1 when the range was not read); the i-th
+ * etag of `etags`; `errors[i]` when it failed (and then nothing else of it counts). No descriptor crosses over: Node tracks the descriptors a
+ * worker opens as its own (it warns when a number comes back, and closes them when the
+ * thread ends), so a file streamed in chunks is opened again by the main thread.
  * @typedef {{ nums: Float64Array<ArrayBuffer>, etags: string, data: ArrayBuffer | null, errors: Array<{ code?: string, message: string } | null> | null }} Answers
  *
  * A folder walk, sorted by key in byte order, as columns (keys and etags joined by NUL).
@@ -31,7 +33,7 @@ export const OP_LSTAT = 1;
 export const KIND_FILE = 0;
 export const KIND_DIR = 1;
 export const KIND_OTHER = 2;
-export const ANSWER_WIDTH = 6;
+export const ANSWER_WIDTH = 5;
 
 /** Code units from which UTF-16 order and UTF-8 byte order may differ. */
 const WIDE = /[\uD800-\uFFFF]/;
@@ -79,14 +81,13 @@ function answer(batch) {
   const etags = new Array(count).fill("");
   /** @type {Answers["errors"]} */
   let errors = null;
-  /** @type {Array<[index: number, fd: number, start: number, length: number]>} */
+  /** @type {Array<[index: number, fd: number, start: number, length: number, offset: number]>} */
   const reads = [];
   let total = 0;
   for (let i = 0; i < count; i++) {
     const path = /** @type {string} */ (paths[i]);
     const at = i * ANSWER_WIDTH;
-    nums[at + 3] = -1;
-    nums[at + 5] = -1;
+    nums[at + 4] = -1;
     let fd = -1;
     try {
       if (batch.ops[i] === OP_OPEN) fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
@@ -102,11 +103,10 @@ function answer(batch) {
       const wanted = /** @type {number} */ (batch.nums[i * 3 + 1]);
       const end = wanted < 0 ? size : wanted;
       if (kind === KIND_FILE && end <= size && start <= end && end - start <= /** @type {number} */ (batch.nums[i * 3 + 2])) {
-        reads.push([i, fd, start, end - start]);
-        nums[at + 4] = total;
+        reads.push([i, fd, start, end - start, total]);
         total += end - start;
       } else {
-        nums[at + 3] = fd; // the caller streams from it, or closes it
+        closeSync(fd);
       }
     } catch (err) {
       if (fd !== -1) closeSync(fd);
@@ -116,9 +116,8 @@ function answer(batch) {
   }
   // Its own memory (not the shared pool), so that it can be handed over without a copy.
   const data = total > 0 ? Buffer.allocUnsafeSlow(total) : null;
-  for (const [i, fd, start, length] of reads) {
+  for (const [i, fd, start, length, offset] of reads) {
     const at = i * ANSWER_WIDTH;
-    const offset = /** @type {number} */ (nums[at + 4]);
     try {
       let got = 0;
       while (got < length) {
@@ -126,7 +125,8 @@ function answer(batch) {
         if (n === 0) break; // shrunk meanwhile: the caller sees fewer bytes than it expects
         got += n;
       }
-      nums[at + 5] = got;
+      nums[at + 3] = offset;
+      nums[at + 4] = got;
     } catch (err) {
       errors ??= new Array(count).fill(null);
       errors[i] = describeError(err);
@@ -141,7 +141,7 @@ function answer(batch) {
  * Identity of a version of a file: inode, size and mtime in nanoseconds.
  * @param {import("node:fs").BigIntStats} st
  */
-function etagOf(st) {
+export function etagOf(st) {
   return `${st.ino.toString(36)}-${st.size.toString(36)}-${st.mtimeNs.toString(36)}`;
 }
 

@@ -12,10 +12,9 @@ export interface FileStat {
   etag: string;
 }
 
-/** An opened file: its data when it was small enough to read whole, else its descriptor. */
+/** A file asked for: its range's bytes when the range was small enough to read whole. */
 export interface Opened extends FileStat {
   data?: Buffer;
-  fd?: number;
 }
 
 /** Requests in one message at most, so one thread's share of a burst stays bounded. */
@@ -37,7 +36,7 @@ export class FsWorkers {
 
   constructor(private readonly count: number) {}
 
-  /** Opens `path` (no link followed); reads [start, end) whole when it is at most `limit` bytes. */
+  /** Stats `path` through an open descriptor (no link followed); reads [start, end) whole when it is at most `limit` bytes. */
   open(path: string, start: number, end: number | undefined, limit: number): Promise<Opened> {
     return this.#call(OP_OPEN, path, start, end ?? -1, limit);
   }
@@ -91,7 +90,6 @@ export class FsWorkers {
 }
 
 interface Waiter {
-  op: number;
   resolve: (value: FileStat | Opened) => void;
   reject: (err: Error) => void;
 }
@@ -133,7 +131,7 @@ class Thread {
       this.#ops.push(op);
       this.#paths.push(path);
       this.#nums.push(start, end, limit);
-      this.#waiters.push({ op, resolve, reject });
+      this.#waiters.push({ resolve, reject });
       // Sent after the current turn of the event loop: a download that takes the answers of
       // one batch in one turn asks for the next objects in one message as well.
       if (this.#waiters.length === 1) setImmediate(() => this.#flush());
@@ -168,12 +166,8 @@ class Thread {
         mtimeMs: nums[at + 2] as number,
         etag: tags[i] as string,
       };
-      if (w.op === OP_OPEN) {
-        const fd = nums[at + 3] as number;
-        const length = nums[at + 5] as number;
-        if (fd >= 0) stat.fd = fd;
-        if (length >= 0) stat.data = data ? Buffer.from(data, nums[at + 4] as number, length) : Buffer.alloc(0);
-      }
+      const length = nums[at + 4] as number;
+      if (length >= 0) stat.data = data ? Buffer.from(data, nums[at + 3] as number, length) : Buffer.alloc(0);
       w.resolve(stat);
     }
     this.#load -= waiters.length;

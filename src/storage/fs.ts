@@ -1,10 +1,12 @@
 import { randomUUID } from "node:crypto";
-import { close as fsClose, read as fsRead } from "node:fs";
+import { constants, close as fsClose, fstat as fsFstat, open as fsOpen, read as fsRead } from "node:fs";
 import { link, mkdir, readFile, realpath, rename, rm, writeFile } from "node:fs/promises";
 import { join, resolve, sep } from "node:path";
 import { Readable } from "node:stream";
+import { promisify } from "node:util";
 import { GatewayError, ObjectAccessDenied, ObjectChanged, ObjectNotFound, StorageUnavailable } from "../errors.js";
 import { readBuffers } from "../util/buffer-pool.js";
+import { etagOf } from "./fs-worker.js";
 import { FsWorkers } from "./fs-workers.js";
 import { isReserved } from "./keys.js";
 import type { ObjectBody, ReadOptions, Storage } from "./types.js";
@@ -93,22 +95,14 @@ export async function createFsStorage(options: FsStorageOptions): Promise<Storag
         return Promise.reject(err);
       }
       return workers.open(path, start, opts.range?.end, chunkSize).then(
-        (opened): ObjectBody => {
-          const { fd, data } = opened;
-          try {
-            if (opened.kind !== "file") throw new ObjectNotFound(key);
-            if (opts.etag !== undefined && opened.etag !== opts.etag) throw new ObjectChanged(key);
-            const end = opts.range?.end ?? opened.size;
-            if (end > opened.size || start > end) throw new ObjectChanged(key);
-            // The signal may have fired while the file was opened: a stream made
-            // with an aborted signal errors with nobody listening yet.
-            opts.signal?.throwIfAborted();
-            if (data) return data;
-            return fdStream(fd as number, start, end, chunkSize, opts.signal);
-          } catch (err) {
-            if (fd !== undefined) fsClose(fd, () => {});
-            throw err;
-          }
+        (opened): ObjectBody | Promise<ObjectBody> => {
+          if (opened.kind !== "file") throw new ObjectNotFound(key);
+          if (opts.etag !== undefined && opened.etag !== opts.etag) throw new ObjectChanged(key);
+          const end = opts.range?.end ?? opened.size;
+          if (end > opened.size || start > end) throw new ObjectChanged(key);
+          if (opened.data) return opened.data;
+          // Larger: streamed from a descriptor of the main thread's own, checked to be the same version.
+          return openStream(path, key, start, end, opts.etag ?? opened.etag, chunkSize, opts.signal);
         },
         (err) => {
           throw mapFsError(err, key);
@@ -155,6 +149,37 @@ export async function createFsStorage(options: FsStorageOptions): Promise<Storag
     },
   };
 }
+
+/** Opens `path` (no link followed) as the version `etag`, and streams [start, end) of it. */
+async function openStream(
+  path: string,
+  key: string,
+  start: number,
+  end: number,
+  etag: string,
+  chunkSize: number,
+  signal: AbortSignal | undefined,
+): Promise<Readable> {
+  const fd = await openFile(path, constants.O_RDONLY | constants.O_NOFOLLOW).catch((err: unknown) => {
+    throw mapFsError(err, key);
+  });
+  try {
+    const st = await fstatFile(fd, { bigint: true }).catch((err: unknown) => {
+      throw mapFsError(err, key);
+    });
+    if (!st.isFile()) throw new ObjectNotFound(key);
+    if (etagOf(st) !== etag) throw new ObjectChanged(key);
+    // The signal may have fired meanwhile: a stream made with an aborted signal errors with nobody listening yet.
+    signal?.throwIfAborted();
+    return fdStream(fd, start, end, chunkSize, signal);
+  } catch (err) {
+    fsClose(fd, () => {});
+    throw err;
+  }
+}
+
+const openFile = promisify(fsOpen);
+const fstatFile = promisify(fsFstat);
 
 /**
  * Bytes [start, end) of an open file as a stream that owns (and closes) the descriptor.

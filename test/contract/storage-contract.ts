@@ -90,6 +90,27 @@ export function describeStorageContract(
       await expect(storage.read("changed/c.txt", { etag })).rejects.toBeInstanceOf(ObjectChanged);
     });
 
+    it("streams an object larger than one read, whole and in ranges, and refuses it once changed", async () => {
+      const { storage, put } = await use();
+      const one = Buffer.alloc(1024 * 1024 + 123, "a");
+      for (let i = 0; i < one.length; i += 4096) one.writeUInt32LE(i, i);
+      await put("large/l.bin", one);
+      const { etag, size } = await storage.stat("large/l.bin");
+      expect(size).toBe(one.length);
+      const bytes = async (body: ObjectBody): Promise<Buffer> => {
+        const chunks: Buffer[] = [];
+        for await (const c of chunksOf(body)) chunks.push(c);
+        return Buffer.concat(chunks);
+      };
+      expect((await bytes(await storage.read("large/l.bin", { etag }))).equals(one)).toBe(true);
+      const range = { start: 200_000, end: 900_001 };
+      expect((await bytes(await storage.read("large/l.bin", { etag, range }))).equals(one.subarray(range.start, range.end))).toBe(true);
+      await new Promise((r) => setTimeout(r, 20));
+      await put("large/l.bin", Buffer.alloc(one.length, "b"));
+      await expect(storage.read("large/l.bin", { etag })).rejects.toBeInstanceOf(ObjectChanged);
+      await expect(storage.read("large/l.bin", { etag, range })).rejects.toBeInstanceOf(ObjectChanged);
+    });
+
     it("lists a folder recursively in byte order with sizes, mtimes and identities, directories included", async () => {
       const { storage, put } = await use();
       await put("tree/b.txt", "bb");
