@@ -1,3 +1,4 @@
+import { getMaxListeners, setMaxListeners } from "node:events";
 import type { Readable } from "node:stream";
 import { ObjectChanged } from "../errors.js";
 import type { ObjectBody } from "../storage/types.js";
@@ -263,7 +264,11 @@ class ReadAhead {
     private readonly layout: Layout,
     private readonly depth: number,
     private readonly signal: AbortSignal | undefined,
-  ) {}
+  ) {
+    // Every object opened ahead may listen on the signal (an S3 request, a file stream):
+    // that many listeners are expected, not a leak worth Node's warning.
+    if (signal) setMaxListeners(Math.max(getMaxListeners(signal), depth * SMALL_AHEAD_FACTOR + 10), signal);
+  }
 
   #fill(): void {
     while (!this.#closed && !this.#exhausted && this.#wantsMore()) {
