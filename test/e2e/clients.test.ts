@@ -162,39 +162,41 @@ describe("real clients against a gateway", () => {
       expect(ball.total).toBeGreaterThan(10_000_000);
     });
 
-    it("curl: killed mid-way and resumed with `curl -C -`, the file is byte-identical to an uninterrupted download and opens in every unzipper", async () => {
-      const file = join(dir.path, "curl-many.zip");
-      const proxy = await interrupter(gw.url, "stall", Math.floor(ball.total * 0.4));
-      const before = downloadGets(gw.logs, ball.id).length;
-      const partial = await interruptedDownload("curl", [...CURL, "-o", file, via(proxy.url, ball)], file, proxy);
-      expect(partial).toBeGreaterThan(proxy.after - 64 * 1024);
-      expect(partial).toBeLessThanOrEqual(proxy.after);
-      await runTool("curl", [...CURL, "-C", "-", "-o", file, local(gw, ball.url)]);
-      // The first request got the whole archive (cut short), the second a 206 from where the file ended.
-      expect(
-        downloadGets(gw.logs, ball.id)
-          .slice(before)
-          .map((l) => l.status),
-      ).toEqual([200, 206]);
-      expect(await sha256File(file)).toEqual(digest(reference));
-      await verifyWithUnzippers(file, many);
-    });
-
-    it("wget: killed mid-way and resumed with `wget -c`, the file is byte-identical to an uninterrupted download", async () => {
-      const file = join(dir.path, "wget-many.zip");
-      const proxy = await interrupter(gw.url, "stall", Math.floor(ball.total * 0.6));
-      const before = downloadGets(gw.logs, ball.id).length;
-      const partial = await interruptedDownload("wget", ["-q", "-O", file, via(proxy.url, ball)], file, proxy);
-      expect(partial).toBeGreaterThan(proxy.after - 64 * 1024);
-      expect(partial).toBeLessThanOrEqual(proxy.after);
-      await runTool("wget", ["-q", "-c", "-O", file, local(gw, ball.url)]);
-      expect(
-        downloadGets(gw.logs, ball.id)
-          .slice(before)
-          .map((l) => l.status),
-      ).toEqual([200, 206]);
-      expect(await sha256File(file)).toEqual(digest(reference));
-    });
+    // Each client is cut at its own point, then resumes with its own flag.
+    const resumes = {
+      curl: {
+        cutAt: 0.4,
+        flag: "-C -",
+        get: (file: string, url: string) => [...CURL, "-o", file, url],
+        resume: (file: string, url: string) => [...CURL, "-C", "-", "-o", file, url],
+      },
+      wget: {
+        cutAt: 0.6,
+        flag: "-c",
+        get: (file: string, url: string) => ["-q", "-O", file, url],
+        resume: (file: string, url: string) => ["-q", "-c", "-O", file, url],
+      },
+    };
+    for (const client of ["curl", "wget"] as const) {
+      const how = resumes[client];
+      it(`${client}: killed mid-way and resumed with \`${client} ${how.flag}\`, the file is byte-identical to an uninterrupted download${client === "curl" ? " and opens in every unzipper" : ""}`, async () => {
+        const file = join(dir.path, `${client}-many.zip`);
+        const proxy = await interrupter(gw.url, "stall", Math.floor(ball.total * how.cutAt));
+        const before = downloadGets(gw.logs, ball.id).length;
+        const partial = await interruptedDownload(client, how.get(file, via(proxy.url, ball)), file, proxy);
+        expect(partial).toBeGreaterThan(proxy.after - 64 * 1024);
+        expect(partial).toBeLessThanOrEqual(proxy.after);
+        await runTool(client, how.resume(file, local(gw, ball.url)));
+        // The first request got the whole archive (cut short), the second a 206 from where the file ended.
+        expect(
+          downloadGets(gw.logs, ball.id)
+            .slice(before)
+            .map((l) => l.status),
+        ).toEqual([200, 206]);
+        expect(await sha256File(file)).toEqual(digest(reference));
+        if (client === "curl") await verifyWithUnzippers(file, many);
+      });
+    }
 
     for (const client of ["curl", "wget"] as const) {
       it(`${client}: a download cut off on one gateway resumes byte-identically on a new gateway started on the same store`, async () => {
