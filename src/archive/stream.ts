@@ -40,7 +40,7 @@ export interface ArchiveStreamOptions {
   onEntryDone?: (index: number) => void;
   /**
    * How many objects are opened ahead of the one being streamed. Small objects are opened
-   * further ahead, up to 8 times as many, while those ahead hold at most 1 MiB together.
+   * further ahead, up to 32 times as many, while those ahead hold at most 1 MiB together.
    * @default 8
    */
   readAhead?: number;

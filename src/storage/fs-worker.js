@@ -19,9 +19,10 @@ import { isMainThread, parentPort, workerData } from "node:worker_threads";
  *
  * The answers, in request order. Request i: `nums[5i..5i+4]`: kind (KIND_*), size, mtimeMs,
  * offset and length of its bytes in `data` (length -1 when the range was not read); the i-th
- * etag of `etags`; `errors[i]` when it failed (and then nothing else of it counts). No descriptor crosses over: Node tracks the descriptors a
- * worker opens as its own (it warns when a number comes back, and closes them when the
- * thread ends), so a file streamed in chunks is opened again by the main thread.
+ * etag of `etags`; `errors[i]` when it failed (and then nothing else of it counts).
+ * No descriptor crosses over: Node tracks the descriptors a worker opens as its own (it warns
+ * when a number comes back, and closes them when the thread ends), so a file streamed in
+ * chunks is opened again by the main thread.
  * @typedef {{ nums: Float64Array<ArrayBuffer>, etags: string, data: ArrayBuffer | null, errors: Array<{ code?: string, message: string } | null> | null }} Answers
  *
  * A folder walk, sorted by key in byte order, as columns (keys and etags joined by NUL).

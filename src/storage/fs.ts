@@ -100,6 +100,8 @@ export async function createFsStorage(options: FsStorageOptions): Promise<Storag
           if (opts.etag !== undefined && opened.etag !== opts.etag) throw new ObjectChanged(key);
           const end = opts.range?.end ?? opened.size;
           if (end > opened.size || start > end) throw new ObjectChanged(key);
+          // The signal may have fired while the file was read.
+          opts.signal?.throwIfAborted();
           if (opened.data) return opened.data;
           // Larger: streamed from a descriptor of the main thread's own, checked to be the same version.
           return openStream(path, key, start, end, opts.etag ?? opened.etag, chunkSize, opts.signal);
