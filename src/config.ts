@@ -68,6 +68,25 @@ export interface Config {
     /** ZIPGATE_WEBHOOK_URL and friends. */
     webhook: { url: string; secret: string; attempts: number; backoffMs: number } | undefined;
   };
+  /** Ceilings on what clients can make the process hold, and how long it waits. */
+  limits: {
+    /** ZIPGATE_MAX_DOWNLOADS: archive bodies produced at once; more get 503 with Retry-After. */
+    maxDownloads: number;
+    /** ZIPGATE_MAX_CONNECTIONS: open client connections. */
+    maxConnections: number;
+    /** ZIPGATE_SEND_TIMEOUT, in ms: a download whose client takes nothing for this long is cut. */
+    sendTimeoutMs: number;
+    /** ZIPGATE_REQUEST_TIMEOUT, in ms: to receive a whole request (headers get a third of it). */
+    requestTimeoutMs: number;
+    /** ZIPGATE_DRAIN_TIMEOUT, in ms: how long downloads may finish after SIGTERM. */
+    drainTimeoutMs: number;
+    /** ZIPGATE_SHUTDOWN_DELAY, in ms: after SIGTERM, how long the listener stays open answering 503. */
+    shutdownDelayMs: number;
+    /** ZIPGATE_STORE_CONNECT_TIMEOUT, in ms: to connect to the object store. */
+    storeConnectTimeoutMs: number;
+    /** ZIPGATE_STORE_TIMEOUT, in ms: for the store's first byte, and any silence after it. */
+    storeTimeoutMs: number;
+  };
   box: {
     /** ZIPGATE_BOX_TTL: lifetime of a download URL until it is used. */
     ttlSeconds: number;
@@ -245,6 +264,18 @@ function parseDestinations(text: string | undefined, problems: string[]): Destin
   return out;
 }
 
+/** A duration variable (`90`, `2m`) in seconds, at least `min`. */
+function seconds(env: Record<string, string | undefined>, name: string, fallback: number, problems: string[], min = 1): number {
+  const text = env[name];
+  if (text === undefined || text === "") return fallback;
+  const parsed = parseDuration(text);
+  if (parsed === undefined || parsed < min) {
+    problems.push(`${name} must be a duration like "30s" or "2m" (got "${text}")`);
+    return fallback;
+  }
+  return parsed;
+}
+
 function bool(env: Record<string, string | undefined>, name: string, problems: string[]): boolean {
   const text = env[name];
   if (text === undefined || text === "") return false;
@@ -352,6 +383,34 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     allowResume: bool(env, "ZIPGATE_BOX_ALLOW_RESUME", problems),
   };
 
+  const limits = {
+    maxDownloads: int(env, "ZIPGATE_MAX_DOWNLOADS", 128, 1, 100_000, problems),
+    maxConnections: int(env, "ZIPGATE_MAX_CONNECTIONS", 4096, 1, 1_000_000, problems),
+    sendTimeoutMs: seconds(env, "ZIPGATE_SEND_TIMEOUT", 120, problems) * 1000,
+    requestTimeoutMs: seconds(env, "ZIPGATE_REQUEST_TIMEOUT", 60, problems) * 1000,
+    drainTimeoutMs: seconds(env, "ZIPGATE_DRAIN_TIMEOUT", 25, problems) * 1000,
+    shutdownDelayMs: seconds(env, "ZIPGATE_SHUTDOWN_DELAY", 0, problems, 0) * 1000,
+    storeConnectTimeoutMs: seconds(env, "ZIPGATE_STORE_CONNECT_TIMEOUT", 5, problems) * 1000,
+    storeTimeoutMs: seconds(env, "ZIPGATE_STORE_TIMEOUT", 20, problems) * 1000,
+  };
+
   if (problems.length > 0) throw new ConfigError(problems);
-  return { port, host, storage, apiKeys, signingSecret, publicUrl, domains, maxFiles, maxBytes, ttlSeconds, readAhead, cacheBytes, urlAllow, jobs, box };
+  return {
+    port,
+    host,
+    storage,
+    apiKeys,
+    signingSecret,
+    publicUrl,
+    domains,
+    maxFiles,
+    maxBytes,
+    ttlSeconds,
+    readAhead,
+    cacheBytes,
+    urlAllow,
+    jobs,
+    limits,
+    box,
+  };
 }

@@ -9,13 +9,21 @@ export class GatewayError extends Error {
   readonly code: string;
   /** Extra fields safe to show a client (such as the list of missing paths). */
   readonly details: Record<string, unknown> | undefined;
+  /** Response headers that go with the error (`Retry-After`). */
+  readonly headers: Record<string, string> | undefined;
 
-  constructor(status: number, code: string, message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+  constructor(
+    status: number,
+    code: string,
+    message: string,
+    options?: { cause?: unknown; details?: Record<string, unknown>; headers?: Record<string, string> },
+  ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = "GatewayError";
     this.status = status;
     this.code = code;
     this.details = options?.details;
+    this.headers = options?.headers;
   }
 }
 
@@ -48,6 +56,26 @@ export class StorageUnavailable extends GatewayError {
   constructor(message: string, cause?: unknown) {
     super(502, "storage_unavailable", message, { cause });
     this.name = "StorageUnavailable";
+  }
+}
+
+/** Storage: the store did not answer within the configured timeout. */
+export class StorageTimeout extends GatewayError {
+  constructor(message: string, cause?: unknown) {
+    super(504, "storage_timeout", message, { cause, headers: { "Retry-After": "5" } });
+    this.name = "StorageTimeout";
+  }
+}
+
+/** Storage: the gateway's own state (`.zipgate/`) cannot be written: read-only or full. */
+export class StateUnwritable extends GatewayError {
+  constructor(reason: "read_only" | "full" | "failed", cause?: unknown) {
+    const why = reason === "read_only" ? "is read-only" : reason === "full" ? "is full" : "cannot be written";
+    super(503, reason === "failed" ? "storage_write_failed" : `storage_${reason}`, `the store ${why}; nothing was saved`, {
+      cause,
+      headers: { "Retry-After": "30" },
+    });
+    this.name = "StateUnwritable";
   }
 }
 

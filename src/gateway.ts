@@ -1,6 +1,7 @@
 import { createApp } from "./app.js";
 import { ApiKeys } from "./auth.js";
 import type { Config } from "./config.js";
+import { Lifecycle } from "./http/lifecycle.js";
 import { JobRunner } from "./jobs/runner.js";
 import { JobStore } from "./jobs/store.js";
 import type { Logger } from "./log.js";
@@ -8,6 +9,7 @@ import { ZipballStore } from "./manifest/store.js";
 import { ManifestSigner } from "./manifest/token.js";
 import { loadSecrets } from "./secrets.js";
 import { UrlFetcher } from "./sources/url.js";
+import { RESERVED_PREFIX } from "./storage/keys.js";
 import type { Storage } from "./storage/types.js";
 import { CrcBook } from "./zipball/crcs.js";
 import { IdIndex } from "./zipball/ids.js";
@@ -41,6 +43,7 @@ export async function createGateway(config: Config, storage: Storage, logger: Lo
     leaseMs: config.jobs.leaseMs,
     webhook: config.jobs.webhook,
   });
+  const lifecycle = new Lifecycle(config.limits.maxDownloads);
   const app = createApp({
     service,
     ids: new IdIndex(storage),
@@ -54,6 +57,12 @@ export async function createGateway(config: Config, storage: Storage, logger: Lo
     jobs,
     runner,
     urls,
+    lifecycle,
+    sendTimeoutMs: config.limits.sendTimeoutMs,
+    // One small read of the gateway's own prefix: absent is an answer too.
+    checkStore: async () => {
+      await storage.get(`${RESERVED_PREFIX}ready`, { signal: AbortSignal.timeout(config.limits.storeTimeoutMs) });
+    },
   });
-  return { app, service, secrets, runner };
+  return { app, service, secrets, runner, lifecycle };
 }

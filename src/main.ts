@@ -17,13 +17,24 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const storage = await createStorage(config.storage);
-  const { app, secrets, runner } = await createGateway(config, storage, logger);
+  const storage = await createStorage(config.storage, {
+    connectTimeoutMs: config.limits.storeConnectTimeoutMs,
+    timeoutMs: config.limits.storeTimeoutMs,
+  });
+  const { app, secrets, runner, lifecycle } = await createGateway(config, storage, logger);
   runner.start();
-  const server = createHttpServer(app);
+  const server = createHttpServer(app, {
+    lifecycle,
+    logger,
+    requestTimeoutMs: config.limits.requestTimeoutMs,
+    headersTimeoutMs: Math.min(20_000, config.limits.requestTimeoutMs),
+    maxConnections: config.limits.maxConnections,
+  });
   server.listen(config.port, config.host, () => {
     const base = config.publicUrl;
-    const lines = [`zipgate listening on ${config.host}:${config.port}, serving ${storage.description}`];
+    const address = server.address();
+    const port = typeof address === "object" && address ? address.port : config.port;
+    const lines = [`zipgate listening on ${config.host}:${port}, serving ${storage.description}`];
     if (secrets.storedApiKey) {
       lines.push(`API key (generated, kept in the store): ${secrets.storedApiKey}`);
       lines.push("try:");
@@ -35,19 +46,28 @@ async function main(): Promise<void> {
     }
     process.stderr.write(`${lines.join("\n")}\n`);
   });
-  const stop = (signal: string): void => {
-    logger.info("shutting down", { signal });
+  // Rolling deploys: stop taking work, let downloads in flight finish for up to
+  // ZIPGATE_DRAIN_TIMEOUT, cut the rest (a cut download resumes with Range on any replica),
+  // and say with the exit status whether everything drained.
+  const stop = async (signal: string): Promise<void> => {
+    logger.info("shutting down", { signal, downloads_in_flight: lifecycle.inFlight, drain_timeout_s: config.limits.drainTimeoutMs / 1000 });
+    const drained = lifecycle.drain(config.limits.drainTimeoutMs, logger);
+    // Kept-alive connections with no request in hand go now; while the delay lasts the
+    // listener answers 503 (readiness included), for balancers that notice only that way.
+    server.closeIdleConnections();
+    if (config.limits.shutdownDelayMs > 0) await new Promise((r) => setTimeout(r, config.limits.shutdownDelayMs));
+    server.close();
+    server.closeIdleConnections();
     // Jobs in flight stop and stay "processing": the next start runs them again.
-    void runner.stop().finally(() =>
-      server.close(() => {
-        void storage.close().finally(() => process.exit(0));
-      }),
-    );
-    // Downloads in flight may be long; do not wait forever.
-    setTimeout(() => process.exit(0), 10_000).unref();
+    await runner.stop().catch((err: unknown) => logger.warn("stopping jobs failed", describeError(err)));
+    const all = await drained;
+    server.closeAllConnections();
+    await storage.close().catch(() => {});
+    logger.info("stopped", { drained: all });
+    process.exit(all ? 0 : 1);
   };
-  process.once("SIGINT", () => stop("SIGINT"));
-  process.once("SIGTERM", () => stop("SIGTERM"));
+  process.once("SIGINT", () => void stop("SIGINT"));
+  process.once("SIGTERM", () => void stop("SIGTERM"));
 }
 
 main().catch((err: unknown) => {

@@ -1,14 +1,18 @@
 import type { Context } from "hono";
 import { GatewayError } from "../errors.js";
 
-const MAX_BODY = 4 * 1024 * 1024;
+/** Largest request body, counted as it arrives (chunked bodies included) by the app's body limit. */
+export const MAX_BODY = 4 * 1024 * 1024;
 
-/** The JSON object body of a request: 400 when it is not one, 413 when too large. */
+export function bodyTooLarge(): GatewayError {
+  // The rest of the body is discarded as it comes (a bounded drain, then the connection is
+  // closed), never kept: the client reads this answer instead of a reset.
+  return new GatewayError(413, "body_too_large", `request bodies are limited to ${MAX_BODY} bytes`);
+}
+
+/** The JSON object body of a request: 400 when it is not one (413 comes from the app's body limit). */
 export async function jsonObject(c: Context): Promise<Record<string, unknown>> {
-  const length = Number(c.req.header("content-length") ?? "0");
-  if (length > MAX_BODY) throw new GatewayError(413, "body_too_large", `request bodies are limited to ${MAX_BODY} bytes`);
   const text = await c.req.text();
-  if (text.length > MAX_BODY) throw new GatewayError(413, "body_too_large", `request bodies are limited to ${MAX_BODY} bytes`);
   let value: unknown;
   try {
     value = JSON.parse(text);

@@ -1,4 +1,5 @@
 import type { ApiKeys } from "../auth.js";
+import type { Lifecycle } from "../http/lifecycle.js";
 import type { Logger } from "../log.js";
 import type { IdIndex } from "../zipball/ids.js";
 import type { ProgressStore } from "../zipball/progress.js";
@@ -18,6 +19,12 @@ export interface ApiDeps {
   /** Download progress, for the Box flavour's status. */
   progress: ProgressStore;
   box: BoxOptions;
+  /** Download slots, and whether the process is draining. */
+  lifecycle: Lifecycle;
+  /** A download whose client takes nothing for this long is cut, in ms. */
+  sendTimeoutMs: number;
+  /** Answers once the store does (for `/readyz`); throws when it does not. */
+  checkStore(): Promise<void>;
 }
 
 export interface BoxOptions {

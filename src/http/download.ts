@@ -9,6 +9,7 @@ import { describeError, type Logger } from "../log.js";
 import { giveBack } from "../util/buffer-pool.js";
 import type { Download, ZipballService } from "../zipball/service.js";
 import { contentDisposition } from "./disposition.js";
+import type { Lifecycle, Slot } from "./lifecycle.js";
 import { evaluatePreconditions, parseRange } from "./range.js";
 
 export interface DownloadHooks {
@@ -27,6 +28,10 @@ export interface ServeOptions {
   outgoing: ServerResponse;
   requestId: string;
   logger: Logger;
+  /** Download slots (admission) and the drain at shutdown. */
+  lifecycle: Lifecycle;
+  /** A body whose client takes nothing for this long is cut, in ms. */
+  sendTimeoutMs: number;
   hooks?: DownloadHooks | undefined;
 }
 
@@ -54,7 +59,8 @@ export async function serveDownload(service: ZipballService, download: Download,
     headers.set("Accept-Ranges", "none");
     headers.set("Cache-Control", "private, no-store");
     if (opts.method === "HEAD") return new Response(null, { status: 200, headers });
-    return streamChunked(service, download, headers, opts, { store: !deflate });
+    const slot = opts.lifecycle.admit();
+    return streamChunked(service, download, headers, opts, { store: !deflate }, slot);
   }
 
   headers.set("Accept-Ranges", "bytes");
@@ -82,53 +88,105 @@ export async function serveDownload(service: ZipballService, download: Download,
   const status = range ? 206 : 200;
   if (opts.method === "HEAD") return new Response(null, { status, headers });
 
+  // Reserved before any work: computing CRCs for a range reads objects too.
+  const slot = opts.lifecycle.admit();
   const controller = new AbortController();
   const unlink = linkAbort(opts.signal, controller);
   const iter = await service.stream(download, { start, end }, controller.signal, opts.hooks?.onFileDone).catch((err: unknown) => {
     unlink();
+    slot.release();
     throw err;
   });
-  return sendBody(opts.outgoing, status, headers, iter, end - start, controller, opts);
+  return sendBody(opts.outgoing, status, headers, iter, end - start, controller, opts, slot, download);
 }
 
 /**
  * Writes the body straight to the Node response, honouring backpressure. A
  * failure after the first byte destroys the response, so the client sees a
  * failed transfer; a client that goes away aborts `controller`, which stops
- * the storage reads.
+ * the storage reads. Node's strict length check guards a body of known length.
  */
 function sendBody(
   outgoing: ServerResponse,
   status: number,
   headers: Headers,
-  iter: AsyncIterable<Buffer>,
+  iter: AsyncIterable<Buffer> & Partial<AsyncIterator<Buffer>>,
   expected: number | undefined,
   controller: AbortController,
   opts: ServeOptions,
+  slot: Slot,
+  download: Download,
 ): Response {
+  const started = performance.now();
+  const zipball = `${download.zipball.manifest.id.slice(0, 8)}…`;
+  let outcome: "complete" | "client_gone" | "failed" | "cut_at_shutdown" | "stalled" = "complete";
+  const active = {
+    requestId: opts.requestId,
+    zipball,
+    sent: 0,
+    expected,
+    cut: (reason: Error) => {
+      outcome = "cut_at_shutdown";
+      controller.abort(reason);
+      outgoing.destroy();
+    },
+  };
+  const finish = (error?: unknown): void => {
+    slot.release();
+    const fields = {
+      request_id: opts.requestId,
+      zipball,
+      outcome,
+      status,
+      bytes_sent: active.sent,
+      bytes_expected: expected,
+      range: headers.get("content-range") ?? undefined,
+      ms: Math.round(performance.now() - started),
+    };
+    if (outcome === "failed") opts.logger.error("download failed after the first byte; aborting the connection", { ...fields, ...describeError(error) });
+    else opts.logger.info("download", fields);
+  };
+  // The client may have gone while the first object was opened.
+  if (outgoing.destroyed || opts.signal.aborted) {
+    outcome = "client_gone";
+    controller.abort(new Error("client went away"));
+    void Promise.resolve(iter.return?.()).catch(() => {});
+    opts.hooks?.onEnd?.({ ok: false, bytes: 0, error: controller.signal.reason });
+    finish();
+    return RESPONSE_ALREADY_SENT;
+  }
+  slot.track(active);
+  outgoing.strictContentLength = expected !== undefined;
+  // A client that stops reading holds its socket and our reads: cut it after a quiet spell.
+  outgoing.setTimeout(opts.sendTimeoutMs, () => {
+    outcome = "stalled";
+    controller.abort(new Error("client stopped reading"));
+    outgoing.destroy();
+  });
   outgoing.writeHead(status, Object.fromEntries(headers));
   const onClose = (): void => {
     if (!outgoing.writableFinished) controller.abort(new Error("client went away"));
   };
   outgoing.on("close", onClose);
-  let sent = 0;
   void (async () => {
     try {
       for await (const chunk of iter) {
         if (outgoing.destroyed) throw new Error("client went away");
-        sent += chunk.length;
+        active.sent += chunk.length;
         // Once the socket has taken the bytes, a pooled buffer can be filled again.
         if (!outgoing.write(chunk, () => giveBack(chunk))) await drained(outgoing);
       }
-      if (expected !== undefined && sent !== expected) throw new Error(`archive produced ${sent} bytes, expected ${expected}`);
+      if (expected !== undefined && active.sent !== expected) throw new Error(`archive produced ${active.sent} bytes, expected ${expected}`);
       outgoing.end();
-      opts.hooks?.onEnd?.({ ok: true, bytes: sent });
+      opts.hooks?.onEnd?.({ ok: true, bytes: active.sent });
+      finish();
     } catch (err) {
-      const gone = controller.signal.aborted && !outgoing.writableEnded;
-      if (!gone) opts.logger.error("download failed after the first byte; aborting the connection", describeError(err));
+      const gone = (controller.signal.aborted || outgoing.destroyed) && !outgoing.writableEnded;
+      if (outcome === "complete") outcome = gone ? "client_gone" : "failed";
       controller.abort(err);
       outgoing.destroy();
-      opts.hooks?.onEnd?.({ ok: false, bytes: sent, error: err });
+      opts.hooks?.onEnd?.({ ok: false, bytes: active.sent, error: err });
+      finish(err);
     } finally {
       outgoing.off("close", onClose);
     }
@@ -158,16 +216,20 @@ function linkAbort(signal: AbortSignal, controller: AbortController): () => void
   return () => signal.removeEventListener("abort", onGone);
 }
 
-function streamChunked(service: ZipballService, download: Download, headers: Headers, opts: ServeOptions, mode: { store: boolean }): Response {
+function streamChunked(service: ZipballService, download: Download, headers: Headers, opts: ServeOptions, mode: { store: boolean }, slot: Slot): Response {
   const controller = new AbortController();
   const unlink = linkAbort(opts.signal, controller);
   const body: Readable = streamedArchive(download.entries, service.reader(download), controller.signal, mode);
   controller.signal.addEventListener("abort", unlink, { once: true });
-  return sendBody(opts.outgoing, 200, headers, body, undefined, controller, opts);
+  return sendBody(opts.outgoing, 200, headers, body as Readable & AsyncIterable<Buffer>, undefined, controller, opts, slot, download);
 }
 
 /** The request side of a download, from a Hono context on the Node server. */
-export function downloadContext(c: Context<AppEnv>, deps: { logger: Logger }, hooks?: DownloadHooks): ServeOptions {
+export function downloadContext(
+  c: Context<AppEnv>,
+  deps: { logger: Logger; lifecycle: Lifecycle; sendTimeoutMs: number },
+  hooks?: DownloadHooks,
+): ServeOptions {
   const outgoing = (c.env as HttpBindings | undefined)?.outgoing;
   if (!outgoing) throw new Error("downloads need the Node HTTP server");
   return {
@@ -177,6 +239,8 @@ export function downloadContext(c: Context<AppEnv>, deps: { logger: Logger }, ho
     outgoing,
     requestId: c.get("requestId"),
     logger: deps.logger,
+    lifecycle: deps.lifecycle,
+    sendTimeoutMs: deps.sendTimeoutMs,
     hooks,
   };
 }

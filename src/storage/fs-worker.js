@@ -39,18 +39,30 @@ export const ANSWER_WIDTH = 5;
 /** Code units from which UTF-16 order and UTF-8 byte order may differ. */
 const WIDE = /[\uD800-\uFFFF]/;
 
+/**
+ * A walk asked of a walker thread: the folder, its key, the most files worth listing (the
+ * walk stops past it), and a flag the main thread sets to 1 to cancel the walk.
+ * @typedef {{ path: string, prefix: string, limit: number, cancel: Int32Array }} Walk
+ */
+
+/** A walker that listed more than this many entries ends after answering, and its heap with it. */
+export const RETIRE_AFTER = 20_000;
+
 if (!isMainThread) {
   const port = /** @type {import("node:worker_threads").MessagePort} */ (parentPort);
-  const walk = /** @type {{ list?: { path: string, prefix: string } } | undefined} */ (workerData)?.list;
-  if (walk) {
-    // A thread started for one folder walk answers once and ends by itself: its heap (tens of
-    // MiB for 100,000 files) goes with it, and nobody has to terminate it.
-    try {
-      const listing = list(walk.path, walk.prefix);
-      port.postMessage({ listing }, [listing.sizes.buffer, listing.mtimes.buffer, listing.kinds.buffer]);
-    } catch (err) {
-      port.postMessage({ error: describeError(err) });
-    }
+  if (/** @type {{ walker?: boolean } | undefined} */ (workerData)?.walker) {
+    port.on("message", (/** @type {Walk} */ walk) => {
+      let size = 0;
+      try {
+        const listing = list(walk.path, walk.prefix, walk.limit, walk.cancel);
+        size = listing.sizes.length;
+        port.postMessage({ listing }, [listing.sizes.buffer, listing.mtimes.buffer, listing.kinds.buffer]);
+      } catch (err) {
+        port.postMessage({ error: describeError(err) });
+      }
+      // A walk of 100,000 files leaves tens of MiB on this thread's heap: let it go with the thread.
+      if (size > RETIRE_AFTER) process.exit(0);
+    });
   } else {
     port.on("message", (/** @type {Batch} */ batch) => {
       const answers = answer(batch);
@@ -91,7 +103,8 @@ function answer(batch) {
     nums[at + 4] = -1;
     let fd = -1;
     try {
-      if (batch.ops[i] === OP_OPEN) fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+      // Never blocks: a FIFO or device put in place of a file opens at once, and is refused below.
+      if (batch.ops[i] === OP_OPEN) fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
       const stat = fd === -1 ? lstatSync(path, { bigint: true }) : fstatSync(fd, { bigint: true });
       const kind = stat.isFile() ? KIND_FILE : stat.isDirectory() ? KIND_DIR : KIND_OTHER;
       const size = Number(stat.size);
@@ -150,12 +163,15 @@ export function etagOf(st) {
  * Everything below the folder `path` (whose key is `prefix`), breadth-first, without
  * following links, sorted by key in byte order. Folders that vanish meanwhile are skipped.
  * Kept as columns rather than an object per entry: one string and three arrays cross the
- * thread boundary.
+ * thread boundary. Stops early once more than `limit` files were found (the caller refuses
+ * the folder then), and when `cancel[0]` turns 1 (the client went away).
  * @param {string} path
  * @param {string} prefix
+ * @param {number} limit
+ * @param {Int32Array} cancel
  * @returns {Listing}
  */
-function list(path, prefix) {
+function list(path, prefix, limit, cancel) {
   if (!lstatSync(path).isDirectory()) {
     throw Object.assign(new Error(`not a folder: ${prefix}`), { code: "ENOTDIR" });
   }
@@ -173,7 +189,9 @@ function list(path, prefix) {
   let wide = false;
   /** @type {Array<[string, string]>} */
   const dirs = [[path, prefix]];
-  for (let next = 0; next < dirs.length; next++) {
+  let files = 0;
+  walk: for (let next = 0; next < dirs.length; next++) {
+    if (Atomics.load(cancel, 0) === 1) throw Object.assign(new Error("the walk was cancelled"), { code: "ABORT_ERR" });
     const [dir, keyPrefix] = /** @type {[string, string]} */ (dirs[next]);
     /** @type {import("node:fs").Dirent[]} */
     let dirents;
@@ -202,6 +220,7 @@ function list(path, prefix) {
       mtimes.push(Number(stat.mtimeMs));
       kinds.push(isFile ? 1 : 0);
       if (!isFile) dirs.push([join(dir, d.name), key]);
+      else if (++files > limit) break walk;
     }
   }
   const order = Uint32Array.from(keys.keys());

@@ -1,6 +1,6 @@
 import { Worker } from "node:worker_threads";
 import { StorageUnavailable } from "../errors.js";
-import { ANSWER_WIDTH, type Answers, type Batch, KIND_DIR, KIND_FILE, type Listing, OP_LSTAT, OP_OPEN } from "./fs-worker.js";
+import { ANSWER_WIDTH, type Answers, type Batch, KIND_DIR, KIND_FILE, type Listing, OP_LSTAT, OP_OPEN, RETIRE_AFTER } from "./fs-worker.js";
 
 export type { Listing };
 
@@ -32,9 +32,18 @@ const KINDS = { [KIND_FILE]: "file", [KIND_DIR]: "dir" } as Record<number, "file
  */
 export class FsWorkers {
   readonly #threads: Thread[] = [];
+  readonly #walkers: Walker[] = [];
+  readonly #waiting: QueuedWalk[] = [];
   #closed = false;
 
-  constructor(private readonly count: number) {}
+  /**
+   * @param count threads for opens and stats
+   * @param walkers threads for folder walks, which also bounds the walks run at once
+   */
+  constructor(
+    private readonly count: number,
+    private readonly walkers = 2,
+  ) {}
 
   /** Stats `path` through an open descriptor (no link followed); reads [start, end) whole when it is at most `limit` bytes. */
   open(path: string, start: number, end: number | undefined, limit: number): Promise<Opened> {
@@ -46,28 +55,49 @@ export class FsWorkers {
   }
 
   /**
-   * Walks a folder on a thread of its own that ends after answering: a walk of 100,000 files
-   * leaves tens of MiB on its thread's heap, which a long-lived thread would keep.
+   * Walks a folder on one of the walker threads (at most `walkers` walks at once; more wait
+   * their turn). A walk stops past `limit` files, and is cancelled when `signal` aborts,
+   * whether it waits or runs.
    */
-  async list(path: string, prefix: string): Promise<Listing> {
-    if (this.#closed) throw new StorageUnavailable("the folder store is closed");
-    const walker = new Worker(WORKER_URL, { execArgv: [], workerData: { list: { path, prefix } } });
-    const ended = new Promise<number>((resolve) => walker.once("exit", resolve));
-    const answer = await new Promise<{ listing?: Listing; error?: { code?: string; message: string } }>((resolve, reject) => {
-      walker.once("message", resolve);
-      walker.once("error", (err) => reject(new StorageUnavailable("the folder store's worker failed", err)));
-      void ended.then((code) => reject(new StorageUnavailable(`the folder store's worker exited (${code}) without answering`)));
+  list(path: string, prefix: string, options: { limit?: number | undefined; signal?: AbortSignal | undefined } = {}): Promise<Listing> {
+    if (this.#closed) return Promise.reject(new StorageUnavailable("the folder store is closed"));
+    const { signal } = options;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise<Listing>((resolve, reject) => {
+      const cancel = new Int32Array(new SharedArrayBuffer(4));
+      const walk: QueuedWalk = { path, prefix, limit: options.limit ?? Number.MAX_SAFE_INTEGER, cancel, resolve, reject };
+      const onAbort = (): void => {
+        Atomics.store(cancel, 0, 1);
+        const queued = this.#waiting.indexOf(walk);
+        if (queued >= 0) this.#waiting.splice(queued, 1);
+        reject(signal?.reason);
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      walk.done = () => signal?.removeEventListener("abort", onAbort);
+      this.#waiting.push(walk);
+      this.#nextWalk();
     });
-    // Answered only once the thread is gone: a process that exits while a worker thread is
-    // still ending can abort (seen under vitest's forks).
-    await ended;
-    if (answer.error) throw Object.assign(new Error(answer.error.message), { code: answer.error.code });
-    return answer.listing as Listing;
+  }
+
+  /** Starts waiting walks on idle walker threads, making threads up to the limit. */
+  #nextWalk(): void {
+    while (this.#waiting.length > 0 && !this.#closed) {
+      let walker = this.#walkers.find((w) => !w.busy && !w.dead);
+      if (!walker) {
+        for (let i = this.#walkers.length - 1; i >= 0; i--) if ((this.#walkers[i] as Walker).dead) this.#walkers.splice(i, 1);
+        if (this.#walkers.length >= this.walkers) return;
+        walker = new Walker(() => this.#nextWalk());
+        this.#walkers.push(walker);
+      }
+      walker.run(this.#waiting.shift() as QueuedWalk);
+    }
   }
 
   async close(): Promise<void> {
     this.#closed = true;
-    await Promise.all(this.#threads.splice(0).map((t) => t.stop()));
+    const gone = new StorageUnavailable("the folder store is closed");
+    for (const w of this.#waiting.splice(0)) w.reject(gone);
+    await Promise.all([...this.#threads.splice(0).map((t) => t.stop()), ...this.#walkers.splice(0).map((w) => w.stop())]);
   }
 
   #call<T>(op: number, path: string, start: number, end: number, limit: number): Promise<T> {
@@ -186,6 +216,81 @@ class Thread {
 
   async stop(): Promise<void> {
     this.#fail(new Error("the folder store was closed"));
+    await this.#worker.terminate();
+  }
+}
+
+interface QueuedWalk {
+  path: string;
+  prefix: string;
+  limit: number;
+  cancel: Int32Array;
+  resolve: (listing: Listing) => void;
+  reject: (err: unknown) => void;
+  done?: () => void;
+}
+
+/**
+ * A thread that walks folders, one at a time. It stays for the next walk, unless a walk
+ * was large: then it ends by itself after answering (its heap goes with it), and the walk
+ * is answered only once the thread is gone (a process exiting while a worker thread is
+ * still ending can abort).
+ */
+class Walker {
+  readonly #worker = new Worker(WORKER_URL, { execArgv: [], workerData: { walker: true } });
+  #current: QueuedWalk | undefined;
+  #exited: Promise<number>;
+  #retiring = false;
+  dead = false;
+
+  constructor(private readonly idle: () => void) {
+    this.#worker.unref();
+    this.#exited = new Promise((resolve) => this.#worker.once("exit", resolve));
+    this.#worker.on("message", (answer: { listing?: Listing; error?: { code?: string; message: string } }) => void this.#answer(answer));
+    this.#worker.on("error", (err) => this.#fail(new StorageUnavailable("the folder store's walker failed", err)));
+    void this.#exited.then((code) => this.#fail(new StorageUnavailable(`the folder store's walker exited (${code})`)));
+  }
+
+  get busy(): boolean {
+    return this.#current !== undefined;
+  }
+
+  run(walk: QueuedWalk): void {
+    this.#current = walk;
+    this.#worker.ref();
+    this.#worker.postMessage({ path: walk.path, prefix: walk.prefix, limit: walk.limit, cancel: walk.cancel });
+  }
+
+  async #answer(answer: { listing?: Listing; error?: { code?: string; message: string } }): Promise<void> {
+    const walk = this.#current;
+    if (!walk) return;
+    if (answer.listing && answer.listing.sizes.length > RETIRE_AFTER) {
+      this.dead = true;
+      this.#retiring = true;
+      await this.#exited;
+    }
+    this.#current = undefined;
+    this.#worker.unref();
+    walk.done?.();
+    if (answer.error) walk.reject(Object.assign(new Error(answer.error.message), { code: answer.error.code }));
+    else walk.resolve(answer.listing as Listing);
+    this.idle();
+  }
+
+  #fail(err: Error): void {
+    if (this.#retiring || (this.dead && !this.#current)) return;
+    this.dead = true;
+    const walk = this.#current;
+    this.#current = undefined;
+    if (walk) {
+      walk.done?.();
+      walk.reject(err);
+    }
+    this.idle();
+  }
+
+  async stop(): Promise<void> {
+    this.#fail(new StorageUnavailable("the folder store was closed"));
     await this.#worker.terminate();
   }
 }

@@ -1,10 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { constants, close as fsClose, fstat as fsFstat, open as fsOpen, read as fsRead } from "node:fs";
-import { link, mkdir, readFile, realpath, rename, rm, writeFile } from "node:fs/promises";
+import { type FileHandle, link, mkdir, open as openHandle, realpath, rename, rm, writeFile } from "node:fs/promises";
 import { join, resolve, sep } from "node:path";
 import { Readable } from "node:stream";
 import { promisify } from "node:util";
-import { GatewayError, ObjectAccessDenied, ObjectChanged, ObjectNotFound, StorageUnavailable } from "../errors.js";
+import { GatewayError, ObjectAccessDenied, ObjectChanged, ObjectNotFound, StateUnwritable, StorageUnavailable } from "../errors.js";
 import { readBuffers } from "../util/buffer-pool.js";
 import { etagOf } from "./fs-worker.js";
 import { FsWorkers } from "./fs-workers.js";
@@ -69,8 +69,9 @@ export async function createFsStorage(options: FsStorageOptions): Promise<Storag
       return { key, size: st.size, mtimeMs: st.mtimeMs, etag: st.etag };
     },
 
-    async *list(prefix) {
-      const listing = await workers.list(pathOf(prefix), prefix).catch((err) => {
+    async *list(prefix, opts = {}) {
+      const listing = await workers.list(pathOf(prefix), prefix, { limit: opts.limit, signal: opts.signal }).catch((err) => {
+        if (opts.signal?.aborted) throw err;
         throw mapFsError(err, prefix);
       });
       const keys = listing.keys === "" ? [] : listing.keys.split("\0");
@@ -113,32 +114,41 @@ export async function createFsStorage(options: FsStorageOptions): Promise<Storag
     },
 
     async get(key) {
+      let handle: FileHandle | undefined;
       try {
-        return await readFile(pathOf(key));
+        // Not through a link, never blocking on a FIFO, and only a plain file.
+        handle = await openHandle(pathOf(key), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+        if (!(await handle.stat()).isFile()) throw new ObjectNotFound(key);
+        return await handle.readFile();
       } catch (err) {
         if (isCode(err, "ENOENT")) return null;
         throw mapFsError(err, key);
+      } finally {
+        await handle?.close();
       }
     },
 
     async put(key, body, opts = {}) {
       const path = pathOf(key);
-      await mkdir(join(path, ".."), { recursive: true });
       // Write then rename (or link, which refuses to replace), so a reader never sees half an object.
       const tmp = `${path}.${process.pid}.${randomUUID()}.tmp`;
-      await writeFile(tmp, body);
-      if (!opts.ifAbsent) {
-        await rename(tmp, path);
-        return true;
-      }
       try {
+        const dir = join(path, "..");
+        // A recursive mkdir reports ENOENT on a read-only file system; a plain one says why.
+        await mkdir(dir, { recursive: true }).catch(() => mkdir(dir));
+        await writeFile(tmp, body);
+        if (!opts.ifAbsent) {
+          await rename(tmp, path);
+          return true;
+        }
         await link(tmp, path);
         return true;
       } catch (err) {
-        if (isCode(err, "EEXIST")) return false;
-        throw mapFsError(err, key);
+        if (opts.ifAbsent && isCode(err, "EEXIST")) return false;
+        throw mapWriteError(err, key);
       } finally {
-        await rm(tmp, { force: true });
+        // Whatever happened, no temporary file stays behind (after a rename there is none).
+        await rm(tmp, { force: true }).catch(() => {});
       }
     },
 
@@ -162,7 +172,8 @@ async function openStream(
   chunkSize: number,
   signal: AbortSignal | undefined,
 ): Promise<Readable> {
-  const fd = await openFile(path, constants.O_RDONLY | constants.O_NOFOLLOW).catch((err: unknown) => {
+  // O_NONBLOCK: a FIFO put in place of the file must not block the open (it is refused below).
+  const fd = await openFile(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch((err: unknown) => {
     throw mapFsError(err, key);
   });
   try {
@@ -244,6 +255,15 @@ function small(n: number): number {
 
 function isCode(err: unknown, code: string): boolean {
   return (err as NodeJS.ErrnoException | null)?.code === code;
+}
+
+/** A failed write of the gateway's state: read-only or full is the operator's to fix, a 503. */
+function mapWriteError(err: unknown, key: string): GatewayError {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  if (code === "EROFS" || code === "EACCES" || code === "EPERM") return new StateUnwritable("read_only", err);
+  if (code === "ENOSPC" || code === "EDQUOT" || code === "EFBIG") return new StateUnwritable("full", err);
+  if (err instanceof GatewayError) return err;
+  return mapFsError(err, key);
 }
 
 function mapFsError(err: unknown, key: string): GatewayError {

@@ -3,7 +3,7 @@ import { createFsStorage } from "./fs.js";
 import type { Storage } from "./types.js";
 
 /** The store named by the configuration. */
-export async function createStorage(config: StorageConfig): Promise<Storage> {
+export async function createStorage(config: StorageConfig, timeouts: { connectTimeoutMs: number; timeoutMs: number }): Promise<Storage> {
   switch (config.kind) {
     case "fs":
       return createFsStorage({ root: config.root });
@@ -16,6 +16,8 @@ export async function createStorage(config: StorageConfig): Promise<Storage> {
         region: config.region,
         endpoint: config.endpoint,
         forcePathStyle: config.forcePathStyle,
+        connectTimeoutMs: timeouts.connectTimeoutMs,
+        timeoutMs: timeouts.timeoutMs,
       });
     }
   }

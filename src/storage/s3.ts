@@ -12,7 +12,7 @@ import {
   type S3ClientConfig,
 } from "@aws-sdk/client-s3";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
-import { GatewayError, ObjectAccessDenied, ObjectChanged, ObjectNotFound, StorageUnavailable } from "../errors.js";
+import { GatewayError, ObjectAccessDenied, ObjectChanged, ObjectNotFound, StorageTimeout, StorageUnavailable } from "../errors.js";
 import type { ListItem, ObjectInfo, ReadOptions, Storage } from "./types.js";
 
 export interface S3StorageOptions {
@@ -34,6 +34,13 @@ export interface S3StorageOptions {
   maxAttempts?: number;
   /** Sockets kept per host. @default 64 */
   maxSockets?: number;
+  /** Time to connect to the store, in ms. @default 5_000 */
+  connectTimeoutMs?: number;
+  /**
+   * Time for the store's answer to begin (all attempts of one request together), and the
+   * longest silence within a body once it has, in ms. @default 20_000
+   */
+  timeoutMs?: number;
 }
 
 const NOT_FOUND = new Set(["NoSuchKey", "NotFound", "NoSuchBucket"]);
@@ -49,6 +56,7 @@ export function createS3Storage(options: S3StorageOptions): Storage {
   const bucket = options.bucket;
   const base = options.prefix ?? "";
   const agentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 64 };
+  const timeoutMs = options.timeoutMs ?? 20_000;
   const client = new S3Client({
     region: options.region ?? "us-east-1",
     endpoint: options.endpoint,
@@ -58,8 +66,36 @@ export function createS3Storage(options: S3StorageOptions): Storage {
     // Many S3-compatible stores reject the CRC32 + aws-chunked uploads recent SDKs send by default.
     requestChecksumCalculation: "WHEN_REQUIRED",
     responseChecksumValidation: "WHEN_REQUIRED",
-    requestHandler: new NodeHttpHandler({ httpAgent: new Agent(agentOptions), httpsAgent: new HttpsAgent(agentOptions) }),
+    requestHandler: new NodeHttpHandler({
+      httpAgent: new Agent(agentOptions),
+      httpsAgent: new HttpsAgent(agentOptions),
+      connectionTimeout: options.connectTimeoutMs ?? 5_000,
+      // Until the answer's headers, per attempt; `socketTimeout` is silence on the socket,
+      // so it also cuts a body that stops mid-way.
+      requestTimeout: timeoutMs,
+      throwOnRequestTimeout: true,
+      socketTimeout: timeoutMs,
+    }),
   });
+
+  /**
+   * Runs one store request (with its retries) under a deadline of `timeoutMs` until it
+   * resolves: a store that stops answering fails it with StorageTimeout (504) then, not
+   * after every attempt has timed out in turn. A body read later keeps the caller's
+   * signal, and the socket's silence timeout, but not the deadline.
+   */
+  const timed = async <T>(signal: AbortSignal | undefined, run: (signal: AbortSignal) => Promise<T>): Promise<T> => {
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(new StorageTimeout(`the object store did not answer within ${timeoutMs / 1000} s`)), timeoutMs);
+    try {
+      return await run(signal ? AbortSignal.any([signal, deadline.signal]) : deadline.signal);
+    } catch (err) {
+      if (deadline.signal.aborted && !signal?.aborted) throw deadline.signal.reason;
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
   let conditionalPut: boolean | undefined;
 
   const mapError = (err: unknown, key: string): GatewayError => {
@@ -68,6 +104,7 @@ export function createS3Storage(options: S3StorageOptions): Storage {
     const status = e.$metadata?.httpStatusCode;
     const name = e.name ?? "";
     if (name === "AbortError") return new StorageUnavailable("the read was aborted", err);
+    if (name === "TimeoutError") return new StorageTimeout("the object store stopped answering", err);
     if (BAD_CREDENTIALS.has(name)) return new GatewayError(502, "storage_credentials", "the object store rejected the gateway's credentials", { cause: err });
     if (NOT_FOUND.has(name) || status === 404) return new ObjectNotFound(key, err);
     if (status === 412 || name === "PreconditionFailed") return new ObjectChanged(key, err);
@@ -88,9 +125,9 @@ export function createS3Storage(options: S3StorageOptions): Storage {
     async stat(key, opts = {}) {
       if (key.endsWith("/")) throw new ObjectNotFound(key);
       try {
-        const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: base + key, ChecksumMode: "ENABLED" }), {
-          abortSignal: opts.signal,
-        });
+        const head = await timed(opts.signal, (abortSignal) =>
+          client.send(new HeadObjectCommand({ Bucket: bucket, Key: base + key, ChecksumMode: "ENABLED" }), { abortSignal }),
+        );
         return { ...info(key, head), crc32: fullObjectCrc32(head.ChecksumCRC32, head.ChecksumType) };
       } catch (err) {
         throw mapError(err, key);
@@ -103,9 +140,9 @@ export function createS3Storage(options: S3StorageOptions): Storage {
       do {
         let page: ListObjectsV2CommandOutput;
         try {
-          page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: base + prefix, ContinuationToken: token }), {
-            abortSignal: opts.signal,
-          });
+          page = await timed(opts.signal, (abortSignal) =>
+            client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: base + prefix, ContinuationToken: token }), { abortSignal }),
+          );
         } catch (err) {
           throw mapError(err, prefix);
         }
@@ -127,15 +164,17 @@ export function createS3Storage(options: S3StorageOptions): Storage {
       const range = opts.range;
       if (range && range.start === range.end) return Readable.from([]);
       try {
-        const res = await client.send(
-          new GetObjectCommand({
-            Bucket: bucket,
-            Key: base + key,
-            Range: range ? `bytes=${range.start}-${range.end - 1}` : undefined,
-            // The version seen at resolution, or a loud failure: never a mix of versions.
-            IfMatch: opts.etag || undefined,
-          }),
-          { abortSignal: opts.signal },
+        const res = await timed(opts.signal, (abortSignal) =>
+          client.send(
+            new GetObjectCommand({
+              Bucket: bucket,
+              Key: base + key,
+              Range: range ? `bytes=${range.start}-${range.end - 1}` : undefined,
+              // The version seen at resolution, or a loud failure: never a mix of versions.
+              IfMatch: opts.etag || undefined,
+            }),
+            { abortSignal },
+          ),
         );
         return res.Body as Readable;
       } catch (err) {
@@ -145,8 +184,10 @@ export function createS3Storage(options: S3StorageOptions): Storage {
 
     async get(key, opts = {}) {
       try {
-        const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: base + key }), { abortSignal: opts.signal });
-        return Buffer.from(await (res.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
+        return await timed(opts.signal, async (abortSignal) => {
+          const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: base + key }), { abortSignal });
+          return Buffer.from(await (res.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
+        });
       } catch (err) {
         const mapped = mapError(err, key);
         if (mapped instanceof ObjectNotFound) return null;
@@ -156,7 +197,9 @@ export function createS3Storage(options: S3StorageOptions): Storage {
 
     async put(key, body, opts = {}) {
       const put = (ifNoneMatch?: string) =>
-        client.send(new PutObjectCommand({ Bucket: bucket, Key: base + key, Body: body, IfNoneMatch: ifNoneMatch }), { abortSignal: opts.signal });
+        timed(opts.signal, (abortSignal) =>
+          client.send(new PutObjectCommand({ Bucket: bucket, Key: base + key, Body: body, IfNoneMatch: ifNoneMatch }), { abortSignal }),
+        );
       try {
         if (!opts.ifAbsent) {
           await put();
@@ -175,7 +218,7 @@ export function createS3Storage(options: S3StorageOptions): Storage {
             conditionalPut = false;
           }
         }
-        const exists = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: base + key })).then(
+        const exists = await timed(opts.signal, (abortSignal) => client.send(new HeadObjectCommand({ Bucket: bucket, Key: base + key }), { abortSignal })).then(
           () => true,
           (err) => {
             if (mapError(err, key) instanceof ObjectNotFound) return false;
@@ -192,7 +235,7 @@ export function createS3Storage(options: S3StorageOptions): Storage {
 
     async delete(key) {
       try {
-        await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: base + key }));
+        await timed(undefined, (abortSignal) => client.send(new DeleteObjectCommand({ Bucket: bucket, Key: base + key }), { abortSignal }));
       } catch (err) {
         const mapped = mapError(err, key);
         if (!(mapped instanceof ObjectNotFound)) throw mapped;

@@ -46,9 +46,10 @@ export interface Storage {
    * Everything below `prefix` (which ends with `/`), recursively, sorted by
    * key in byte order. Directories are reported where the store has them
    * (folders on disk, `…/` markers in S3), with keys ending in `/`.
-   * Throws ObjectNotFound when the folder does not exist at all.
+   * Throws ObjectNotFound when the folder does not exist at all. With `limit`, the store
+   * may stop once it has listed more than `limit` files: the caller refuses such a folder.
    */
-  list(prefix: string, options?: { signal?: AbortSignal }): AsyncIterable<ListItem>;
+  list(prefix: string, options?: { signal?: AbortSignal; limit?: number }): AsyncIterable<ListItem>;
   /** Streams an object (or a range of it). Resolves once the read has started. */
   read(key: string, options?: ReadOptions): Promise<ObjectBody>;
   /** Small state objects (manifests, indexes): whole-body get. null when absent. */

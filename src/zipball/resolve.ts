@@ -2,7 +2,7 @@ import { NameAllocator, type Rename, safeSegments } from "../archive/names.js";
 import { GatewayError, ObjectNotFound } from "../errors.js";
 import type { PinnedEntry, RequestedItem } from "../manifest/schema.js";
 import type { UrlFetcher, UrlInfo } from "../sources/url.js";
-import type { Storage } from "../storage/types.js";
+import type { ListItem, Storage } from "../storage/types.js";
 import { mapLimit } from "../util/concurrency.js";
 
 export interface ResolveOptions {
@@ -36,7 +36,7 @@ export interface Resolution {
 type Found =
   | { type: "file"; info: Awaited<ReturnType<Storage["stat"]>> }
   | { type: "url"; url: string; info: UrlInfo }
-  | { type: "folder"; listing: Array<import("../storage/types.js").ListItem> }
+  | { type: "folder"; listing: ListItem[] }
   | { type: "missing"; key: string };
 
 function urlBaseName(url: string): string {
@@ -78,36 +78,55 @@ export async function resolveItems(items: readonly RequestedItem[], options: Res
     }
   };
 
-  const found = await mapLimit(items, options.concurrency ?? 16, async (item): Promise<Found> => {
-    try {
-      if (item.type === "url") {
-        const url = options.urls.parse(item.url);
-        await options.urls.check(url);
-        const info = await options.urls.probe(url, signal).catch((err: unknown) => {
-          // At creation an origin's 404 is a missing object, like a missing path.
-          if (err instanceof GatewayError && (err.details?.status === 404 || err.details?.status === 410)) return null;
-          throw err;
-        });
-        if (!info) return { type: "missing", key: url.href };
-        count(info.size ?? 0);
-        return { type: "url", url: url.href, info };
-      }
-      if (item.type === "file") {
-        const info = await storage.stat(item.key, { signal: signal as AbortSignal });
-        count(info.size);
-        return { type: "file", info };
-      }
-      const listing = [];
-      for await (const entry of storage.list(item.key, { signal: signal as AbortSignal })) {
-        if (entry.kind === "file") count(entry.size);
-        listing.push(entry);
-      }
-      return { type: "folder", listing };
-    } catch (err) {
-      if (err instanceof ObjectNotFound) return { type: "missing", key: item.type === "url" ? item.url : item.key };
-      throw err;
+  // A folder named twice is walked once; both items then get its listing.
+  const listings = new Map<string, Promise<ListItem[]>>();
+  const listFolder = (key: string): Promise<ListItem[]> => {
+    let listing = listings.get(key);
+    if (!listing) {
+      listing = (async () => {
+        const out: ListItem[] = [];
+        // The walk may stop once it has more files than the archive may hold.
+        for await (const entry of storage.list(key, { signal: signal as AbortSignal, limit: options.maxFiles - files + 1 })) out.push(entry);
+        return out;
+      })();
+      listing.catch(() => {});
+      listings.set(key, listing);
     }
-  });
+    return listing;
+  };
+
+  const found = await mapLimit(
+    items,
+    options.concurrency ?? 16,
+    async (item): Promise<Found> => {
+      try {
+        if (item.type === "url") {
+          const url = options.urls.parse(item.url);
+          await options.urls.check(url);
+          const info = await options.urls.probe(url, signal).catch((err: unknown) => {
+            // At creation an origin's 404 is a missing object, like a missing path.
+            if (err instanceof GatewayError && (err.details?.status === 404 || err.details?.status === 410)) return null;
+            throw err;
+          });
+          if (!info) return { type: "missing", key: url.href };
+          count(info.size ?? 0);
+          return { type: "url", url: url.href, info };
+        }
+        if (item.type === "file") {
+          const info = await storage.stat(item.key, { signal: signal as AbortSignal });
+          count(info.size);
+          return { type: "file", info };
+        }
+        const listing = await listFolder(item.key);
+        for (const entry of listing) if (entry.kind === "file") count(entry.size);
+        return { type: "folder", listing };
+      } catch (err) {
+        if (err instanceof ObjectNotFound) return { type: "missing", key: item.type === "url" ? item.url : item.key };
+        throw err;
+      }
+    },
+    signal,
+  );
 
   const missing = found
     .filter((f): f is Extract<Found, { type: "missing" }> => f.type === "missing")

@@ -52,6 +52,8 @@ export interface CreateInput {
   expiresIn?: number | undefined;
   /** Path prefixes the caller may read (`/dir/`); undefined = everything. */
   scopes?: string[] | undefined;
+  /** Aborted when the client goes away: walks, stats and probes stop. */
+  signal?: AbortSignal | undefined;
 }
 
 /** Everything needed to answer a download before its first byte. */
@@ -99,6 +101,7 @@ export class ZipballService {
       urls: this.#opts.urls,
       maxFiles: this.#opts.maxFiles,
       maxBytes: this.#opts.maxBytes,
+      signal: input.signal,
     });
     const id = randomUUID();
     const iat = Math.floor(now / 1000);
@@ -141,18 +144,23 @@ export class ZipballService {
   async unreadable(download: Download, signal?: AbortSignal): Promise<Set<number>> {
     const out = new Set<number>();
     const { entries } = download.zipball;
-    await mapLimit(download.indexes, 16, async (i) => {
-      const e = entries[i] as PinnedEntry;
-      // URL objects are checked as they are fetched.
-      if (e.kind !== "file" || e.key === undefined) return;
-      try {
-        const info = await this.#opts.storage.stat(e.key, { signal: signal as AbortSignal });
-        if (info.etag !== e.etag || info.size !== e.size) out.add(i);
-      } catch (err) {
-        if (err instanceof GatewayError && err.status < 500) out.add(i);
-        else throw err;
-      }
-    });
+    await mapLimit(
+      download.indexes,
+      16,
+      async (i) => {
+        const e = entries[i] as PinnedEntry;
+        // URL objects are checked as they are fetched.
+        if (e.kind !== "file" || e.key === undefined) return;
+        try {
+          const info = await this.#opts.storage.stat(e.key, { signal: signal as AbortSignal });
+          if (info.etag !== e.etag || info.size !== e.size) out.add(i);
+        } catch (err) {
+          if (err instanceof GatewayError && err.status < 500) out.add(i);
+          else throw err;
+        }
+      },
+      signal,
+    );
     return out;
   }
 
@@ -251,18 +259,23 @@ export class ZipballService {
   async #computeCrcs(download: Download, indexes: number[], signal: AbortSignal): Promise<Map<number, number>> {
     const out = new Map<number, number>();
     const read = this.reader(download);
-    await mapLimit(indexes, this.#opts.crcConcurrency ?? 4, async (i) => {
-      const entry = download.entries[i] as PinnedEntry;
-      const body = await read(i, undefined, signal);
-      let crc = 0;
-      let size = 0;
-      for await (const chunk of chunksOf(body)) {
-        crc = crc32(chunk, crc);
-        size += chunk.length;
-      }
-      if (size !== entry.size) throw new GatewayError(409, "object_changed", `object changed since the zipball was created: ${entry.name}`);
-      out.set(i, crc);
-    });
+    await mapLimit(
+      indexes,
+      this.#opts.crcConcurrency ?? 4,
+      async (i) => {
+        const entry = download.entries[i] as PinnedEntry;
+        const body = await read(i, undefined, signal);
+        let crc = 0;
+        let size = 0;
+        for await (const chunk of chunksOf(body)) {
+          crc = crc32(chunk, crc);
+          size += chunk.length;
+        }
+        if (size !== entry.size) throw new GatewayError(409, "object_changed", `object changed since the zipball was created: ${entry.name}`);
+        out.set(i, crc);
+      },
+      signal,
+    );
     return out;
   }
 }

@@ -33,9 +33,9 @@ export async function startGateway(options: { root?: string; storage?: Storage; 
     ZIPGATE_SIGNING_SECRET: "test-signing-secret-0123456789abcdef",
     ...options.env,
   });
-  const { app, runner } = await createGateway(config, storage, logger);
+  const { app, runner, lifecycle } = await createGateway(config, storage, logger);
   runner.start();
-  const server = createHttpServer(app);
+  const server = createHttpServer(app, { lifecycle, logger });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
   const url = `http://127.0.0.1:${port}`;

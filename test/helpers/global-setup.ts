@@ -10,6 +10,7 @@ import type { S3ServerInfo } from "./s3.js";
 
 const run = promisify(execFile);
 const SCRIPT = fileURLToPath(new URL("../../scripts/swift-s3.sh", import.meta.url));
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const TEST_BUCKET = "zipgate-test";
 
 /**
@@ -17,6 +18,14 @@ export const TEST_BUCKET = "zipgate-test";
  * If it cannot start, the run fails and says why: S3 suites never skip.
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  // Tests that run the gateway as its own process start dist/main.js: build it from the
+  // sources under test, alongside the S3 server's start.
+  const build = run(process.execPath, [join(ROOT, "node_modules/typescript/bin/tsc"), "-p", join(ROOT, "tsconfig.build.json")], { cwd: ROOT }).catch(
+    (err: { stdout?: string; message: string }) => {
+      throw new Error(`building dist/ for the process tests failed: ${err.message}\n${err.stdout ?? ""}`);
+    },
+  );
+  build.catch(() => {});
   const state = await mkdtemp(join(tmpdir(), "zipgate-swift-"));
   let info: Omit<S3ServerInfo, "bucket">;
   try {
@@ -33,6 +42,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   });
   client.destroy();
   project.provide("s3", { ...info, bucket: TEST_BUCKET });
+  await build;
   return async () => {
     await run(SCRIPT, ["stop", state]).catch(() => {});
     await rm(state, { recursive: true, force: true });

@@ -48,6 +48,7 @@ export function bitpaketRoutes(deps: ApiDeps): Hono<AppEnv> {
       owner: caller.keyId,
       scopes: caller.scopes,
       expiresIn: expiresIn as number | undefined,
+      signal: c.req.raw.signal,
     });
     const id = zipball.manifest.id;
     const path = `/${id}.zip?zipball`;

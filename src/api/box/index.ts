@@ -44,6 +44,7 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
       owner: caller.keyId,
       scopes: caller.scopes,
       expiresIn: deps.box.ttlSeconds,
+      signal: c.req.raw.signal,
     });
     const id = zipball.manifest.id;
     const base = `${deps.publicUrl}/2.0/zip_downloads/${id}`;
@@ -90,7 +91,7 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
 
     // Files deleted or made unreadable since creation are skipped, decided
     // before the first byte so that Content-Length stays exact.
-    const skipped = progress ? new Set(progress.skipped) : await deps.service.unreadable(pinned);
+    const skipped = progress ? new Set(progress.skipped) : await deps.service.unreadable(pinned, c.req.raw.signal);
     const download = deps.service.without(pinned, skipped);
     if (c.req.method === "HEAD") return serveDownload(deps.service, download, downloadContext(c, deps));
 

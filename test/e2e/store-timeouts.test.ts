@@ -1,0 +1,122 @@
+import { randomBytes } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createS3Storage } from "../../src/storage/s3.js";
+import { type Freezer, startBlackHole, startFreezer } from "../helpers/freezer.js";
+import { local, type RunningGateway, startGateway } from "../helpers/gateway.js";
+import { adminClient, freshPrefix, putObjects, s3Server } from "../helpers/s3.js";
+
+/** The store's deadline in these tests: every wait below is bounded by it, not by minutes. */
+const TIMEOUT_MS = 1500;
+
+function s3Behind(endpoint: string, prefix: string) {
+  const s3 = s3Server();
+  return createS3Storage({
+    bucket: s3.bucket,
+    prefix,
+    endpoint,
+    region: s3.region,
+    forcePathStyle: true,
+    credentials: s3.admin,
+    connectTimeoutMs: TIMEOUT_MS,
+    timeoutMs: TIMEOUT_MS,
+  });
+}
+
+async function expectTimeout(res: Response): Promise<void> {
+  const text = await res.text();
+  expect(res.status, text).toBe(504);
+  expect((JSON.parse(text) as { error: { code: string } }).error.code).toBe("storage_timeout");
+  expect(res.headers.get("retry-after")).toBeTruthy();
+}
+
+describe("a store that stops answering (real S3 server behind a frozen link)", () => {
+  const prefix = freshPrefix("frozen");
+  const big = randomBytes(24 * 1024 * 1024);
+  let freezer: Freezer;
+  let gw: RunningGateway;
+
+  beforeAll(async () => {
+    const client = adminClient();
+    await putObjects(client, prefix, { "t/a.txt": "alpha", "t/b.txt": "beta", "big/blob.bin": big });
+    client.destroy();
+    freezer = await startFreezer(s3Server().endpoint);
+    gw = await startGateway({ storage: s3Behind(freezer.url, prefix) });
+  });
+  afterAll(async () => {
+    freezer?.thaw();
+    await gw?.close();
+    await freezer?.close();
+  });
+
+  it("answers a download 504 storage_timeout before the first byte, then serves again once the store is back", async () => {
+    const created = await gw.post("/v2/zipball", { objects: [{ path: "/t/a.txt" }, { path: "/t/b.txt" }] });
+    expect(created.status).toBe(201);
+    const url = local(gw, ((await created.json()) as { data: { urls: { url: string } } }).data.urls.url);
+    freezer.freeze();
+    try {
+      // A fresh gateway state read and the objects' GETs all wait on the frozen link.
+      await expectTimeout(await fetch(url, { headers: { range: "bytes=0-10" } }));
+    } finally {
+      freezer.thaw();
+    }
+    const again = await fetch(url);
+    expect(again.status).toBe(200);
+    await again.arrayBuffer();
+  });
+
+  it("answers a creation 504 storage_timeout in the flavour's shape (Box too)", async () => {
+    freezer.freeze();
+    try {
+      await expectTimeout(await gw.post("/v2/zipball", { objects: [{ folder: "/t" }] }));
+      const box = await gw.post("/2.0/zip_downloads", { items: [{ type: "file", id: "/t/a.txt" }] });
+      const body = (await box.json()) as { type: string; status: number; code: string };
+      expect(box.status).toBe(504);
+      expect(body).toMatchObject({ type: "error", status: 504, code: "storage_timeout" });
+    } finally {
+      freezer.thaw();
+    }
+  });
+
+  it("aborts the connection when the store goes silent in the middle of a body", async () => {
+    const created = await gw.post("/v2/zipball", { objects: [{ path: "/big/blob.bin" }] });
+    const url = local(gw, ((await created.json()) as { data: { urls: { url: string } } }).data.urls.url);
+    const res = await fetch(url);
+    expect(res.status).toBe(200);
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    let got = 0;
+    const first = await reader.read();
+    got += first.value?.length ?? 0;
+    freezer.freeze();
+    let failed = false;
+    try {
+      for (;;) {
+        const step = await reader.read();
+        if (step.done) break;
+        got += step.value.length;
+      }
+    } catch {
+      failed = true;
+    } finally {
+      freezer.thaw();
+    }
+    // Never a complete-looking archive: the transfer fails short of its length.
+    expect(failed).toBe(true);
+    expect(got).toBeLessThan(Number(res.headers.get("content-length")));
+  });
+});
+
+describe("a store endpoint that accepts connections and never answers", () => {
+  it("makes creation fail with 504 storage_timeout instead of hanging", async () => {
+    const hole = await startBlackHole();
+    const gw = await startGateway({ storage: s3Behind(hole.url, freshPrefix("hole")) });
+    try {
+      await expectTimeout(await gw.post("/v2/zipball", { objects: [{ path: "/a.txt" }] }));
+      const ready = await fetch(`${gw.url}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(await ready.json()).toEqual({ ready: false, reason: "storage_timeout" });
+    } finally {
+      await gw.close();
+      await hole.close();
+    }
+  });
+});

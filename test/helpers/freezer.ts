@@ -1,0 +1,96 @@
+import { connect, createServer, type Server, type Socket } from "node:net";
+
+/**
+ * A TCP relay in front of a real server that can be frozen: while frozen it accepts
+ * connections and keeps every socket open, but passes no byte either way, as a store
+ * under SIGSTOP does. Thawing lets the held bytes through.
+ */
+export interface Freezer {
+  url: string;
+  freeze(): void;
+  thaw(): void;
+  /** Bytes passed from the server to the client so far. */
+  bytesDown(): number;
+  close(): Promise<void>;
+}
+
+export async function startFreezer(target: string): Promise<Freezer> {
+  const upstream = new URL(target);
+  let frozen = false;
+  let down = 0;
+  const pairs = new Set<[Socket, Socket]>();
+  const server: Server = createServer((client) => {
+    const remote = connect(Number(upstream.port), upstream.hostname);
+    const pair: [Socket, Socket] = [client, remote];
+    pairs.add(pair);
+    const relay = (from: Socket, to: Socket, counted: boolean): void => {
+      from.on("data", (chunk: Buffer) => {
+        if (counted) down += chunk.length;
+        if (!to.write(chunk)) from.pause();
+        if (frozen) from.pause();
+      });
+      to.on("drain", () => {
+        if (!frozen) from.resume();
+      });
+    };
+    relay(client, remote, false);
+    relay(remote, client, true);
+    if (frozen) {
+      client.pause();
+      remote.pause();
+    }
+    const end = (): void => {
+      client.destroy();
+      remote.destroy();
+      pairs.delete(pair);
+    };
+    client.on("error", end).on("close", end);
+    remote.on("error", end).on("close", end);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    freeze: () => {
+      frozen = true;
+      for (const [a, b] of pairs) {
+        a.pause();
+        b.pause();
+      }
+    },
+    thaw: () => {
+      frozen = false;
+      for (const [a, b] of pairs) {
+        a.resume();
+        b.resume();
+      }
+    },
+    bytesDown: () => down,
+    close: async () => {
+      for (const [a, b] of pairs) {
+        a.destroy();
+        b.destroy();
+      }
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** A listener that accepts connections and never answers a byte. */
+export async function startBlackHole(): Promise<{ url: string; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server = createServer((s) => {
+    sockets.add(s);
+    s.on("error", () => {});
+    s.on("close", () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
