@@ -55,6 +55,16 @@ const DEFAULT_READ_AHEAD = 8;
 /** Small objects ahead: at most this many bytes together, and the read-ahead times this many objects. */
 const SMALL_AHEAD_BYTES = 1024 * 1024;
 const SMALL_AHEAD_FACTOR = 32;
+/**
+ * Bytes opened ahead by all downloads of the process together, beyond the one object each
+ * download always has open next: 400 downloads of 8+ objects of 100 KB each held over 400 MiB.
+ * An object counts with at most HELD_AT_MOST bytes: a small one is read whole (and held) when
+ * opened, a larger one streams only once it is its turn.
+ */
+const ALL_AHEAD_BYTES = 64 * 1024 * 1024;
+const HELD_AT_MOST = 256 * 1024;
+let allAheadBytes = 0;
+const held = (size: number): number => Math.min(size, HELD_AT_MOST);
 
 /**
  * Prepares the bytes of [start, end) of an archive. Resolves once everything
@@ -195,6 +205,8 @@ async function* generate(opts: ArchiveStreamOptions, start: number, end: number,
   } finally {
     // A batch never handed on goes back to the pool.
     if (out) batchBuffers.release(out);
+    // Objects opened ahead and never taken (a failure, a client gone) give back their share.
+    reader.close();
   }
 }
 
@@ -297,11 +309,13 @@ class ReadAhead {
       this.#pending.push(opened);
       this.#sizes.push(seg.end - seg.start);
       this.#aheadBytes += seg.end - seg.start;
+      allAheadBytes += held(seg.end - seg.start);
     }
   }
 
   #wantsMore(): boolean {
     const n = this.#pending.length;
+    if (n > 0 && allAheadBytes >= ALL_AHEAD_BYTES) return false;
     return n < this.depth || (n < this.depth * SMALL_AHEAD_FACTOR && this.#aheadBytes < SMALL_AHEAD_BYTES);
   }
 
@@ -315,7 +329,9 @@ class ReadAhead {
     this.#fill();
     const opened = this.#pending.shift();
     if (!opened) throw new Error("no more objects to read");
-    this.#aheadBytes -= this.#sizes.shift() as number;
+    const size = this.#sizes.shift() as number;
+    this.#aheadBytes -= size;
+    allAheadBytes -= held(size);
     this.#fill();
     const body = await opened;
     this.#current = Buffer.isBuffer(body) ? undefined : body;
@@ -326,6 +342,8 @@ class ReadAhead {
     if (this.#closed) return;
     this.#closed = true;
     this.#current?.destroy();
+    for (const size of this.#sizes.splice(0)) allAheadBytes -= held(size);
+    this.#aheadBytes = 0;
     for (const p of this.#pending.splice(0))
       p.then(
         (body) => {

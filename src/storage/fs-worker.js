@@ -17,13 +17,13 @@ import { isMainThread, parentPort, workerData } from "node:worker_threads";
  * end (-1 for the end of the file) and the largest range read whole.
  * @typedef {{ ops: Uint8Array<ArrayBuffer>, paths: string, nums: Float64Array<ArrayBuffer> }} Batch
  *
- * The answers, in request order. Request i: `nums[5i..5i+4]`: kind (KIND_*), size, mtimeMs,
- * offset and length of its bytes in `data` (length -1 when the range was not read); the i-th
- * etag of `etags`; `errors[i]` when it failed (and then nothing else of it counts).
+ * The answers, in request order. Request i: `nums[6i..6i+5]`: kind (KIND_*), size, mtimeMs,
+ * offset and length of its bytes in `data[nums[6i+5]]` (length -1 when the range was not
+ * read); the i-th etag of `etags`; `errors[i]` when it failed (and then nothing else of it counts).
  * No descriptor crosses over: Node tracks the descriptors a worker opens as its own (it warns
  * when a number comes back, and closes them when the thread ends), so a file streamed in
  * chunks is opened again by the main thread.
- * @typedef {{ nums: Float64Array<ArrayBuffer>, etags: string, data: ArrayBuffer | null, errors: Array<{ code?: string, message: string } | null> | null }} Answers
+ * @typedef {{ nums: Float64Array<ArrayBuffer>, etags: string, data: ArrayBuffer[] | null, errors: Array<{ code?: string, message: string } | null> | null }} Answers
  *
  * A folder walk, sorted by key in byte order, as columns (keys and etags joined by NUL).
  * @typedef {{ keys: string, etags: string, sizes: Float64Array<ArrayBuffer>, mtimes: Float64Array<ArrayBuffer>, kinds: Uint8Array<ArrayBuffer> }} Listing
@@ -34,7 +34,12 @@ export const OP_LSTAT = 1;
 export const KIND_FILE = 0;
 export const KIND_DIR = 1;
 export const KIND_OTHER = 2;
-export const ANSWER_WIDTH = 5;
+export const ANSWER_WIDTH = 6;
+/**
+ * The bytes of a batch cross over in pieces of at most this size (or one read's own): one
+ * slice still held by one download pins only its piece, not the bytes of the whole batch.
+ */
+const PIECE = 256 * 1024;
 
 /** Code units from which UTF-16 order and UTF-8 byte order may differ. */
 const WIDE = /[\uD800-\uFFFF]/;
@@ -66,7 +71,7 @@ if (!isMainThread) {
   } else {
     port.on("message", (/** @type {Batch} */ batch) => {
       const answers = answer(batch);
-      port.postMessage(answers, answers.data ? [answers.data] : []);
+      port.postMessage(answers, answers.data ?? []);
     });
   }
 }
@@ -81,8 +86,8 @@ function describeError(err) {
 }
 
 /**
- * Runs a batch in two passes: open + fstat everything, then read the small ranges into one
- * buffer sized for all of them, so the batch's bytes cross over as one transfer.
+ * Runs a batch in two passes: open + fstat everything, then read the small ranges into
+ * pieces of at most PIECE bytes, which cross over as transfers (no copy).
  * @param {Batch} batch
  * @returns {Answers}
  */
@@ -94,9 +99,10 @@ function answer(batch) {
   const etags = new Array(count).fill("");
   /** @type {Answers["errors"]} */
   let errors = null;
-  /** @type {Array<[index: number, fd: number, start: number, length: number, offset: number]>} */
+  /** @type {Array<[index: number, fd: number, start: number, length: number, piece: number, offset: number]>} */
   const reads = [];
-  let total = 0;
+  /** @type {number[]} bytes of each piece */
+  const pieces = [];
   for (let i = 0; i < count; i++) {
     const path = /** @type {string} */ (paths[i]);
     const at = i * ANSWER_WIDTH;
@@ -117,8 +123,11 @@ function answer(batch) {
       const wanted = /** @type {number} */ (batch.nums[i * 3 + 1]);
       const end = wanted < 0 ? size : wanted;
       if (kind === KIND_FILE && end <= size && start <= end && end - start <= /** @type {number} */ (batch.nums[i * 3 + 2])) {
-        reads.push([i, fd, start, end - start, total]);
-        total += end - start;
+        const length = end - start;
+        if (pieces.length === 0 || /** @type {number} */ (pieces[pieces.length - 1]) + length > PIECE) pieces.push(0);
+        const piece = pieces.length - 1;
+        reads.push([i, fd, start, length, piece, /** @type {number} */ (pieces[piece])]);
+        pieces[piece] = /** @type {number} */ (pieces[piece]) + length;
       } else {
         closeSync(fd);
       }
@@ -128,19 +137,21 @@ function answer(batch) {
       errors[i] = describeError(err);
     }
   }
-  // Its own memory (not the shared pool), so that it can be handed over without a copy.
-  const data = total > 0 ? Buffer.allocUnsafeSlow(total) : null;
-  for (const [i, fd, start, length, offset] of reads) {
+  // Their own memory (not the shared pool), so that they can be handed over without a copy.
+  const buffers = pieces.map((bytes) => Buffer.allocUnsafeSlow(bytes));
+  for (const [i, fd, start, length, piece, offset] of reads) {
+    const data = /** @type {Buffer} */ (buffers[piece]);
     const at = i * ANSWER_WIDTH;
     try {
       let got = 0;
       while (got < length) {
-        const n = readSync(fd, /** @type {Buffer} */ (data), offset + got, length - got, start + got);
+        const n = readSync(fd, data, offset + got, length - got, start + got);
         if (n === 0) break; // shrunk meanwhile: the caller sees fewer bytes than it expects
         got += n;
       }
       nums[at + 3] = offset;
       nums[at + 4] = got;
+      nums[at + 5] = piece;
     } catch (err) {
       errors ??= new Array(count).fill(null);
       errors[i] = describeError(err);
@@ -148,7 +159,7 @@ function answer(batch) {
       closeSync(fd);
     }
   }
-  return { nums, etags: etags.join("\0"), data: data ? /** @type {ArrayBuffer} */ (data.buffer) : null, errors };
+  return { nums, etags: etags.join("\0"), data: buffers.length > 0 ? buffers.map((b) => /** @type {ArrayBuffer} */ (b.buffer)) : null, errors };
 }
 
 /**

@@ -197,7 +197,10 @@ class Thread {
         etag: tags[i] as string,
       };
       const length = nums[at + 4] as number;
-      if (length >= 0) stat.data = data ? Buffer.from(data, nums[at + 3] as number, length) : Buffer.alloc(0);
+      if (length >= 0) {
+        const piece = data?.[nums[at + 5] as number];
+        stat.data = piece ? Buffer.from(piece, nums[at + 3] as number, length) : Buffer.alloc(0);
+      }
       w.resolve(stat);
     }
     this.#load -= waiters.length;
