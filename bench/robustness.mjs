@@ -549,8 +549,10 @@ async function chaos() {
   const restarts = num("chaos-restarts");
   const deaths = [];
   let completed = 0; // tries completed before the first death
+  let stopping = false; // the exit at the end is ours, not a death
   const watch = (g) =>
     g.onExit.push((exit) => {
+      if (stopping) return;
       const last = lastLogged(g.outFile, 4);
       deaths.push({
         exit: { code: exit.code, signal: exit.signal },
@@ -630,6 +632,7 @@ async function chaos() {
     after.expected = real.length;
     after.ok = after.ok && after.bytes === real.length;
   }
+  stopping = true;
   const rss = await stopGateway(gw);
   log.sort((a, b) => a.i - b.i);
   const byRoute = {};

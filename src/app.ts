@@ -93,7 +93,9 @@ export function createApp(deps: ApiDeps & ZipkitDeps): Hono<AppEnv> {
     // A client that left made its own work fail (aborted reads, a cut body): nobody to answer.
     if (c.req.raw.signal.aborted) {
       deps.logger.info("client went away before the answer", { request_id: requestId, path: redactPath(c.req.path) });
-      return new Response(null, { status: 499 });
+      // Nothing is written to a connection that is gone.
+      (c.env as HttpBindings | undefined)?.outgoing?.destroy();
+      return RESPONSE_ALREADY_SENT;
     }
     const err = toGatewayError(thrown);
     if (err.status >= 500) deps.logger.error("request failed", { request_id: requestId, path: redactPath(c.req.path), ...describeError(thrown) });

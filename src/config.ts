@@ -384,7 +384,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   };
 
   const limits = {
-    maxDownloads: int(env, "ZIPGATE_MAX_DOWNLOADS", 128, 1, 100_000, problems),
+    maxDownloads: int(env, "ZIPGATE_MAX_DOWNLOADS", 512, 1, 100_000, problems),
     maxConnections: int(env, "ZIPGATE_MAX_CONNECTIONS", 4096, 1, 1_000_000, problems),
     sendTimeoutMs: seconds(env, "ZIPGATE_SEND_TIMEOUT", 120, problems) * 1000,
     requestTimeoutMs: seconds(env, "ZIPGATE_REQUEST_TIMEOUT", 60, problems) * 1000,

@@ -157,12 +157,6 @@ function sendBody(
   }
   slot.track(active);
   outgoing.strictContentLength = expected !== undefined;
-  // A client that stops reading holds its socket and our reads: cut it after a quiet spell.
-  outgoing.setTimeout(opts.sendTimeoutMs, () => {
-    outcome = "stalled";
-    controller.abort(new Error("client stopped reading"));
-    outgoing.destroy();
-  });
   outgoing.writeHead(status, Object.fromEntries(headers));
   const onClose = (): void => {
     if (!outgoing.writableFinished) controller.abort(new Error("client went away"));
@@ -174,7 +168,13 @@ function sendBody(
         if (outgoing.destroyed) throw new Error("client went away");
         active.sent += chunk.length;
         // Once the socket has taken the bytes, a pooled buffer can be filled again.
-        if (!outgoing.write(chunk, () => giveBack(chunk))) await drained(outgoing);
+        if (!outgoing.write(chunk, () => giveBack(chunk))) {
+          // A client that stops reading would hold its socket and our reads for ever.
+          if (!(await drained(outgoing, opts.sendTimeoutMs))) {
+            outcome = "stalled";
+            throw new Error("the client took nothing for the send timeout");
+          }
+        }
       }
       if (expected !== undefined && active.sent !== expected) throw new Error(`archive produced ${active.sent} bytes, expected ${expected}`);
       outgoing.end();
@@ -194,17 +194,23 @@ function sendBody(
   return RESPONSE_ALREADY_SENT;
 }
 
-function drained(outgoing: ServerResponse): Promise<void> {
+/** Resolves true on 'drain', false when none came within `timeoutMs`; rejects when the client went away. */
+function drained(outgoing: ServerResponse, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve, reject) => {
-    const done = (): void => {
+    const done = (ok: boolean): void => {
+      clearTimeout(timer);
+      outgoing.off("drain", onDrain);
       outgoing.off("close", closed);
-      resolve();
+      resolve(ok);
     };
+    const onDrain = (): void => done(true);
     const closed = (): void => {
-      outgoing.off("drain", done);
+      clearTimeout(timer);
+      outgoing.off("drain", onDrain);
       reject(new Error("client went away"));
     };
-    outgoing.once("drain", done);
+    const timer = setTimeout(() => done(false), timeoutMs);
+    outgoing.once("drain", onDrain);
     outgoing.once("close", closed);
   });
 }

@@ -85,8 +85,14 @@ export async function resolveItems(items: readonly RequestedItem[], options: Res
     if (!listing) {
       listing = (async () => {
         const out: ListItem[] = [];
-        // The walk may stop once it has more files than the archive may hold.
-        for await (const entry of storage.list(key, { signal: signal as AbortSignal, limit: options.maxFiles - files + 1 })) out.push(entry);
+        // Past the file budget the folder is refused anyway: the walk (or the paged listing)
+        // stops there instead of reading the rest.
+        const limit = options.maxFiles - files;
+        let listed = 0;
+        for await (const entry of storage.list(key, { signal: signal as AbortSignal, limit })) {
+          out.push(entry);
+          if (entry.kind === "file" && ++listed > limit) break;
+        }
         return out;
       })();
       listing.catch(() => {});

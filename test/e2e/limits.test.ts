@@ -95,6 +95,20 @@ describe("limits on what one client can make the gateway hold", () => {
     expect(lists).toEqual(["wide/"]);
   });
 
+  it("stops a walk once it has more files than asked, and cancels it when its signal aborts", async () => {
+    const files: string[] = [];
+    for await (const e of gw.storage.list("f/", { limit: 10 })) if (e.kind === "file") files.push(e.key);
+    expect(files.length).toBe(11);
+    const controller = new AbortController();
+    const walk = (async () => {
+      for await (const _ of gw.storage.list("f/", { signal: controller.signal })) {
+        // drained
+      }
+    })();
+    controller.abort(new Error("client went away"));
+    await expect(walk).rejects.toThrow("client went away");
+  });
+
   it("stops a walk past the file limit, with the limit's error", async () => {
     const res = await gw.post("/v2/zipball", { objects: [{ folder: "/f" }, { folder: "/wide" }] });
     expect(res.status).toBe(400);
