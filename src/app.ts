@@ -2,9 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { HttpBindings } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { bitpaketRoutes } from "./api/bitpaket/index.js";
-import { bodyTooLarge, MAX_BODY } from "./api/body.js";
 import { boxRoutes } from "./api/box/index.js";
 import type { ApiDeps, AppEnv } from "./api/deps.js";
 import { type ZipkitDeps, zipkitRoutes } from "./api/zipkit/index.js";
@@ -63,17 +61,6 @@ export function createApp(deps: ApiDeps & ZipkitDeps): Hono<AppEnv> {
     const problem = await lastCheck.result;
     return problem === undefined ? c.json({ ready: true }) : c.json({ ready: false, reason: problem }, 503);
   });
-  // Counted while the body arrives: a chunked body is never read whole before the check.
-  app.on(
-    ["POST", "PUT", "PATCH"],
-    "*",
-    bodyLimit({
-      maxSize: MAX_BODY,
-      onError: () => {
-        throw bodyTooLarge();
-      },
-    }),
-  );
   // A draining process takes no new work: clients retry on another replica.
   app.use(async (_c, next) => {
     if (deps.lifecycle.draining) throw shuttingDown();

@@ -264,13 +264,16 @@ function parseDestinations(text: string | undefined, problems: string[]): Destin
   return out;
 }
 
-/** A duration variable (`90`, `2m`) in seconds, at least `min`. */
+/** Longest duration of a timer-backed setting: Node's timers hold at most about 24.8 days. */
+const MAX_TIMER_SECONDS = 7 * 86_400;
+
+/** A duration variable (`90`, `2m`) in seconds, from `min` to a week. */
 function seconds(env: Record<string, string | undefined>, name: string, fallback: number, problems: string[], min = 1): number {
   const text = env[name];
   if (text === undefined || text === "") return fallback;
   const parsed = parseDuration(text);
-  if (parsed === undefined || parsed < min) {
-    problems.push(`${name} must be a duration like "30s" or "2m" (got "${text}")`);
+  if (parsed === undefined || parsed < min || parsed > MAX_TIMER_SECONDS) {
+    problems.push(`${name} must be a duration like "30s" or "2m", at most 7d (got "${text}")`);
     return fallback;
   }
   return parsed;

@@ -28,6 +28,7 @@ export async function createGateway(config: Config, storage: Storage, logger: Lo
     maxBytes: config.maxBytes,
     ttlSeconds: config.ttlSeconds,
     readAhead: config.readAhead,
+    idleTimeoutMs: config.limits.storeTimeoutMs,
     cacheBytes: config.cacheBytes / 2,
     urls,
     crcs: new CrcBook(storage, secrets.signingSecret),

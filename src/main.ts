@@ -5,6 +5,8 @@ import { createHttpServer } from "./server.js";
 import { createStorage } from "./storage/index.js";
 
 const logger = createLogger();
+/** Past the drain, the time left to stop jobs and close the store before the process just exits. */
+const HARD_STOP_MARGIN_MS = 5_000;
 
 async function main(): Promise<void> {
   let config: Config;
@@ -51,6 +53,14 @@ async function main(): Promise<void> {
   // and say with the exit status whether everything drained.
   const stop = async (signal: string): Promise<void> => {
     logger.info("shutting down", { signal, downloads_in_flight: lifecycle.inFlight, drain_timeout_s: config.limits.drainTimeoutMs / 1000 });
+    // Whatever hangs (a job's webhook, a store that does not answer), the process ends.
+    setTimeout(
+      () => {
+        logger.error("shutdown did not complete in time; exiting");
+        process.exit(1);
+      },
+      config.limits.shutdownDelayMs + config.limits.drainTimeoutMs + HARD_STOP_MARGIN_MS,
+    ).unref();
     const drained = lifecycle.drain(config.limits.drainTimeoutMs, logger);
     // Kept-alive connections with no request in hand go now; while the delay lasts the
     // listener answers 503 (readiness included), for balancers that notice only that way.
@@ -59,7 +69,9 @@ async function main(): Promise<void> {
     server.close();
     server.closeIdleConnections();
     // Jobs in flight stop and stay "processing": the next start runs them again.
-    await runner.stop().catch((err: unknown) => logger.warn("stopping jobs failed", describeError(err)));
+    await Promise.race([runner.stop(), new Promise((r) => setTimeout(r, config.limits.drainTimeoutMs).unref())]).catch((err: unknown) =>
+      logger.warn("stopping jobs failed", describeError(err)),
+    );
     const all = await drained;
     server.closeAllConnections();
     await storage.close().catch(() => {});

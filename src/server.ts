@@ -28,6 +28,8 @@ export function createHttpServer(app: Hono<any>, options: HttpServerOptions): Se
   const listener = getRequestListener(app.fetch);
   const server = createServer((req, res) => {
     if (lifecycle.draining) res.shouldKeepAlive = false;
+    lifecycle.requestStarted();
+    res.once("close", () => lifecycle.requestEnded());
     // A connection that finishes a response while the process drains is closed, not kept.
     res.once("finish", () => {
       if (lifecycle.draining) res.socket?.end();

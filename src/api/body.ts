@@ -1,18 +1,44 @@
 import type { Context } from "hono";
 import { GatewayError } from "../errors.js";
 
-/** Largest request body, counted as it arrives (chunked bodies included) by the app's body limit. */
+/** Largest request body, counted as it arrives (chunked bodies included). */
 export const MAX_BODY = 4 * 1024 * 1024;
 
-export function bodyTooLarge(): GatewayError {
-  // The rest of the body is discarded as it comes (a bounded drain, then the connection is
-  // closed), never kept: the client reads this answer instead of a reset.
+function bodyTooLarge(): GatewayError {
+  // The rest of the body is discarded as it comes (the Node adapter's bounded drain, then
+  // the connection is closed), never kept: the client reads this answer, not a reset.
   return new GatewayError(413, "body_too_large", `request bodies are limited to ${MAX_BODY} bytes`);
 }
 
-/** The JSON object body of a request: 400 when it is not one (413 comes from the app's body limit). */
+/**
+ * The body as text, refused with 413 as soon as it passes MAX_BODY. Read only by routes
+ * that have authenticated the caller, so an anonymous client cannot make the gateway hold
+ * bodies. (hono's bodyLimit counts the same way, but as a middleware it would run before
+ * the routes' authentication.)
+ */
+async function limitedText(c: Context): Promise<string> {
+  if (Number(c.req.header("content-length") ?? "0") > MAX_BODY) throw bodyTooLarge();
+  const body = c.req.raw.body;
+  if (!body) return "";
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > MAX_BODY) {
+      void reader.cancel().catch(() => {});
+      throw bodyTooLarge();
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks, size).toString("utf8");
+}
+
+/** The JSON object body of a request: 400 when it is not one, 413 when too large. */
 export async function jsonObject(c: Context): Promise<Record<string, unknown>> {
-  const text = await c.req.text();
+  const text = await limitedText(c);
   let value: unknown;
   try {
     value = JSON.parse(text);

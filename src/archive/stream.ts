@@ -1,6 +1,6 @@
 import { getMaxListeners, setMaxListeners } from "node:events";
 import type { Readable } from "node:stream";
-import { ObjectChanged } from "../errors.js";
+import { ObjectChanged, StorageTimeout } from "../errors.js";
 import type { ObjectBody } from "../storage/types.js";
 import { batchBuffers } from "../util/buffer-pool.js";
 import { crc32 } from "../util/crc32.js";
@@ -44,6 +44,12 @@ export interface ArchiveStreamOptions {
    * @default 8
    */
   readAhead?: number;
+  /**
+   * Longest wait for the next chunk of the object being sent, in ms: a store that falls
+   * silent mid-object fails the archive (StorageTimeout). Only counted while the archive
+   * waits for the store, never while the client is slow. @default no limit
+   */
+  idleTimeoutMs?: number | undefined;
   signal?: AbortSignal;
 }
 
@@ -143,7 +149,7 @@ async function* generate(opts: ArchiveStreamOptions, start: number, end: number,
         for (;;) {
           let chunk: Buffer;
           if (stream) {
-            const step = await stream.next();
+            const step = opts.idleTimeoutMs ? await within(stream.next(), opts.idleTimeoutMs, body as Readable) : await stream.next();
             if (step.done) break;
             chunk = step.value;
           } else if (single) {
@@ -208,6 +214,19 @@ async function* generate(opts: ArchiveStreamOptions, start: number, end: number,
     // Objects opened ahead and never taken (a failure, a client gone) give back their share.
     reader.close();
   }
+}
+
+/** `step`, or StorageTimeout (and the body destroyed) when it takes longer than `ms`. */
+function within<T>(step: Promise<T>, ms: number, body: Readable): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const err = new StorageTimeout(`the store sent nothing for ${ms / 1000} s in the middle of an object`);
+      body.destroy(err);
+      reject(err);
+    }, ms);
+  });
+  return Promise.race([step, late]).finally(() => clearTimeout(timer));
 }
 
 type HeaderSegment = Exclude<Segment, { kind: "data" }>;
@@ -279,7 +298,12 @@ class ReadAhead {
   ) {
     // Every object opened ahead may listen on the signal (an S3 request, a file stream):
     // that many listeners are expected, not a leak worth Node's warning.
-    if (signal) setMaxListeners(Math.max(getMaxListeners(signal), depth * SMALL_AHEAD_FACTOR + 10), signal);
+    if (signal) {
+      setMaxListeners(Math.max(getMaxListeners(signal), depth * SMALL_AHEAD_FACTOR + 10), signal);
+      // A download that ends before its bytes are ever asked for (its client gone while the
+      // first object opened) still gives back what it opened ahead.
+      signal.addEventListener("abort", () => this.close(), { once: true });
+    }
   }
 
   #fill(): void {

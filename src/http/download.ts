@@ -35,13 +35,17 @@ export interface ServeOptions {
   hooks?: DownloadHooks | undefined;
 }
 
+/** What a request for an archive gets: an answer without a body, or a body to send. */
+export type DownloadPlan =
+  | { kind: "answer"; response: Response }
+  | { kind: "body"; status: number; headers: Headers; start: number; end: number; chunked: boolean; deflate: boolean };
+
 /**
- * Answers GET or HEAD for an archive: validators, conditional requests, a
- * single byte range, and the body. Everything that can fail before the first
- * byte throws (and becomes the flavour's JSON error); a failure after it
- * destroys the response, aborting the connection.
+ * Decides the answer to GET or HEAD from the request alone: validators, conditional
+ * requests, a single byte range. HEAD, 304, 412 and 416 are answered here, before
+ * anything is claimed or read.
  */
-export async function serveDownload(service: ZipballService, download: Download, opts: ServeOptions): Promise<Response> {
+export function planDownload(download: Download, req: { method: string; headers: Headers; requestId: string }): DownloadPlan {
   const now = Date.now();
   const deflate = download.zipball.manifest.compression === "deflate";
   const chunked = deflate || download.chunked;
@@ -52,52 +56,86 @@ export async function serveDownload(service: ZipballService, download: Download,
     "Cache-Control": `public, max-age=${maxAge}, immutable`,
     Expires: download.expiresAt.toUTCString(),
     "X-Content-Type-Options": "nosniff",
-    "X-Request-Id": opts.requestId,
+    "X-Request-Id": req.requestId,
   });
+  const answer = (status: number): DownloadPlan => ({ kind: "answer", response: new Response(null, { status, headers }) });
   if (chunked) {
     // Compressed output, or an origin that gave no length: no exact length, no validators, no ranges.
     headers.set("Accept-Ranges", "none");
     headers.set("Cache-Control", "private, no-store");
-    if (opts.method === "HEAD") return new Response(null, { status: 200, headers });
-    const slot = opts.lifecycle.admit();
-    return streamChunked(service, download, headers, opts, { store: !deflate }, slot);
+    if (req.method === "HEAD") return answer(200);
+    return { kind: "body", status: 200, headers, start: 0, end: 0, chunked, deflate };
   }
 
   headers.set("Accept-Ranges", "bytes");
   headers.set("ETag", download.etag);
   headers.set("Last-Modified", download.lastModified.toUTCString());
 
-  const pre = evaluatePreconditions(opts.headers, download.etag, download.lastModified);
-  if (pre === 412) return new Response(null, { status: 412, headers });
+  const pre = evaluatePreconditions(req.headers, download.etag, download.lastModified);
+  if (pre === 412) return answer(412);
   if (pre === 304) {
     for (const h of ["Content-Type", "Content-Disposition", "Accept-Ranges", "X-Content-Type-Options"]) headers.delete(h);
-    return new Response(null, { status: 304, headers });
+    return answer(304);
   }
 
   const total = download.layout.total;
-  const range = parseRange(opts.headers, total, download.etag, download.lastModified);
+  const range = parseRange(req.headers, total, download.etag, download.lastModified);
   if (range === "unsatisfiable") {
     headers.set("Content-Range", `bytes */${total}`);
     headers.delete("Content-Disposition");
-    return new Response(null, { status: 416, headers });
+    return answer(416);
   }
   const start = range?.start ?? 0;
   const end = range?.end ?? total;
   headers.set("Content-Length", String(end - start));
   if (range) headers.set("Content-Range", `bytes ${start}-${end - 1}/${total}`);
   const status = range ? 206 : 200;
-  if (opts.method === "HEAD") return new Response(null, { status, headers });
+  if (req.method === "HEAD") return answer(status);
+  return { kind: "body", status, headers, start, end, chunked, deflate };
+}
 
-  // Reserved before any work: computing CRCs for a range reads objects too.
-  const slot = opts.lifecycle.admit();
+/**
+ * Answers GET or HEAD for an archive. Everything that can fail before the first
+ * byte throws (and becomes the flavour's JSON error); a failure after it
+ * destroys the response, aborting the connection.
+ */
+export async function serveDownload(service: ZipballService, download: Download, opts: ServeOptions): Promise<Response> {
+  const plan = planDownload(download, opts);
+  if (plan.kind === "answer") return plan.response;
+  return sendDownload(service, download, plan, opts);
+}
+
+/**
+ * Sends a planned body in a download slot: `slot` when the caller reserved one (to claim
+ * something only once admitted), else one reserved here (503 when none is free).
+ */
+export async function sendDownload(
+  service: ZipballService,
+  download: Download,
+  plan: Extract<DownloadPlan, { kind: "body" }>,
+  opts: ServeOptions,
+  reserved?: Slot,
+): Promise<Response> {
+  let slot: Slot;
+  try {
+    // A client already gone gets nothing started for it.
+    opts.signal.throwIfAborted();
+    slot = reserved ?? opts.lifecycle.admit();
+  } catch (err) {
+    reserved?.release();
+    throw err;
+  }
   const controller = new AbortController();
   const unlink = linkAbort(opts.signal, controller);
-  const iter = await service.stream(download, { start, end }, controller.signal, opts.hooks?.onFileDone).catch((err: unknown) => {
+  if (plan.chunked) return streamChunked(service, download, plan.headers, opts, { store: !plan.deflate }, slot, controller);
+  // Reserved before any work: computing CRCs for a range reads objects too.
+  const iter = await service.stream(download, { start: plan.start, end: plan.end }, controller.signal, opts.hooks?.onFileDone).catch((err: unknown) => {
     unlink();
+    controller.abort(err);
     slot.release();
     throw err;
   });
-  return sendBody(opts.outgoing, status, headers, iter, end - start, controller, opts, slot, download);
+  return sendBody(opts.outgoing, plan.status, plan.headers, iter, plan.end - plan.start, controller, opts, slot, download);
 }
 
 /**
@@ -131,7 +169,16 @@ function sendBody(
       outgoing.destroy();
     },
   };
+  let finished = false;
+  /** Runs once however the body ends: the flavour's hook, the slot back, one log line. */
   const finish = (error?: unknown): void => {
+    if (finished) return;
+    finished = true;
+    try {
+      opts.hooks?.onEnd?.({ ok: outcome === "complete", bytes: active.sent, error });
+    } catch (err) {
+      opts.logger.warn("download end hook failed", describeError(err));
+    }
     slot.release();
     const fields = {
       request_id: opts.requestId,
@@ -151,13 +198,21 @@ function sendBody(
     outcome = "client_gone";
     controller.abort(new Error("client went away"));
     void Promise.resolve(iter.return?.()).catch(() => {});
-    opts.hooks?.onEnd?.({ ok: false, bytes: 0, error: controller.signal.reason });
-    finish();
+    finish(controller.signal.reason);
     return RESPONSE_ALREADY_SENT;
   }
-  slot.track(active);
-  outgoing.strictContentLength = expected !== undefined;
-  outgoing.writeHead(status, Object.fromEntries(headers));
+  try {
+    slot.track(active);
+    outgoing.strictContentLength = expected !== undefined;
+    outgoing.writeHead(status, Object.fromEntries(headers));
+  } catch (err) {
+    // Nothing sent yet: the flavour's error answer still can be.
+    controller.abort(err);
+    void Promise.resolve(iter.return?.()).catch(() => {});
+    outcome = "failed";
+    finish(err);
+    throw err;
+  }
   const onClose = (): void => {
     if (!outgoing.writableFinished) controller.abort(new Error("client went away"));
   };
@@ -178,14 +233,12 @@ function sendBody(
       }
       if (expected !== undefined && active.sent !== expected) throw new Error(`archive produced ${active.sent} bytes, expected ${expected}`);
       outgoing.end();
-      opts.hooks?.onEnd?.({ ok: true, bytes: active.sent });
       finish();
     } catch (err) {
       const gone = (controller.signal.aborted || outgoing.destroyed) && !outgoing.writableEnded;
       if (outcome === "complete") outcome = gone ? "client_gone" : "failed";
       controller.abort(err);
       outgoing.destroy();
-      opts.hooks?.onEnd?.({ ok: false, bytes: active.sent, error: err });
       finish(err);
     } finally {
       outgoing.off("close", onClose);
@@ -215,18 +268,27 @@ function drained(outgoing: ServerResponse, timeoutMs: number): Promise<boolean> 
   });
 }
 
-/** Aborts `controller` when the client goes away; returns the undo. */
+/** Aborts `controller` when the client goes away (at once if it has); returns the undo. */
 function linkAbort(signal: AbortSignal, controller: AbortController): () => void {
   const onGone = (): void => controller.abort(new Error("client went away"));
+  if (signal.aborted) {
+    onGone();
+    return () => {};
+  }
   signal.addEventListener("abort", onGone, { once: true });
   return () => signal.removeEventListener("abort", onGone);
 }
 
-function streamChunked(service: ZipballService, download: Download, headers: Headers, opts: ServeOptions, mode: { store: boolean }, slot: Slot): Response {
-  const controller = new AbortController();
-  const unlink = linkAbort(opts.signal, controller);
+function streamChunked(
+  service: ZipballService,
+  download: Download,
+  headers: Headers,
+  opts: ServeOptions,
+  mode: { store: boolean },
+  slot: Slot,
+  controller: AbortController,
+): Response {
   const body: Readable = streamedArchive(download.entries, service.reader(download), controller.signal, mode);
-  controller.signal.addEventListener("abort", unlink, { once: true });
   return sendBody(opts.outgoing, 200, headers, body as Readable & AsyncIterable<Buffer>, undefined, controller, opts, slot, download);
 }
 

@@ -33,6 +33,8 @@ const RETRY_AFTER_S = 5;
 export class Lifecycle {
   readonly #active = new Set<ActiveDownload>();
   #reserved = 0;
+  /** Requests being answered, downloads included. */
+  #requests = 0;
   #draining = false;
   #idle: Array<() => void> = [];
 
@@ -46,6 +48,20 @@ export class Lifecycle {
   /** Downloads holding a slot now. */
   get inFlight(): number {
     return this.#reserved;
+  }
+
+  /** A request came in; `requestEnded` once its response closed. */
+  requestStarted(): void {
+    this.#requests += 1;
+  }
+
+  requestEnded(): void {
+    this.#requests -= 1;
+    this.#wake();
+  }
+
+  #wake(): void {
+    if (this.#requests <= 0 && this.#reserved === 0) for (const wake of this.#idle.splice(0)) wake();
   }
 
   /** Reserves a download slot, or refuses with 503 and `Retry-After` (also while draining). */
@@ -70,18 +86,19 @@ export class Lifecycle {
         released = true;
         this.#reserved -= 1;
         if (tracked) this.#active.delete(tracked);
-        if (this.#reserved === 0) for (const wake of this.#idle.splice(0)) wake();
+        this.#wake();
       },
     };
   }
 
   /**
-   * Stops admitting downloads and waits up to `timeoutMs` for those in flight; then cuts
-   * the rest, logging each with its request id and bytes sent. True when all finished.
+   * Stops admitting work and waits up to `timeoutMs` for every request in flight (downloads
+   * and the rest); then cuts the downloads still running, logging each with its request id
+   * and bytes sent. True when everything finished.
    */
   async drain(timeoutMs: number, logger: Logger): Promise<boolean> {
     this.#draining = true;
-    if (this.#reserved > 0) {
+    if (this.#reserved > 0 || this.#requests > 0) {
       let timer: NodeJS.Timeout | undefined;
       await new Promise<void>((resolve) => {
         this.#idle.push(resolve);
@@ -89,7 +106,8 @@ export class Lifecycle {
       });
       clearTimeout(timer);
     }
-    if (this.#reserved === 0) return true;
+    if (this.#reserved === 0 && this.#requests <= 0) return true;
+    if (this.#requests > this.#reserved) logger.warn("requests cut at shutdown", { requests: this.#requests - this.#reserved });
     for (const d of [...this.#active]) {
       logger.warn("download cut at shutdown", { request_id: d.requestId, zipball: d.zipball, bytes_sent: d.sent, bytes_expected: d.expected });
       d.cut(new Error("the gateway is shutting down"));

@@ -213,7 +213,8 @@ function list(path, prefix, limit, cancel) {
       if (code === "ENOENT" || code === "ENOTDIR") continue;
       throw Object.assign(/** @type {Error} */ (err), { message: `${/** @type {Error} */ (err).message} (${keyPrefix})` });
     }
-    for (const d of dirents) {
+    for (const [n, d] of dirents.entries()) {
+      if ((n & 1023) === 1023 && Atomics.load(cancel, 0) === 1) throw Object.assign(new Error("the walk was cancelled"), { code: "ABORT_ERR" });
       if (!d.isFile() && !d.isDirectory()) continue; // links, sockets, devices
       let stat;
       try {

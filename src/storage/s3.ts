@@ -32,13 +32,16 @@ export interface S3StorageOptions {
    * first byte of a body. @default 4
    */
   maxAttempts?: number;
-  /** Sockets kept per host. @default 64 */
+  /**
+   * Sockets per host. Each body opened ahead holds one until its turn, and a request
+   * waiting for a socket counts against its deadline, so this is generous. @default 1024
+   */
   maxSockets?: number;
   /** Time to connect to the store, in ms. @default 5_000 */
   connectTimeoutMs?: number;
   /**
-   * Time for the store's answer to begin (all attempts of one request together), and the
-   * longest silence within a body once it has, in ms. @default 20_000
+   * Time for the store's answer to begin, all attempts of one request together, in ms
+   * (the archive stream times silences inside a body). @default 20_000
    */
   timeoutMs?: number;
 }
@@ -55,7 +58,7 @@ const BAD_CREDENTIALS = new Set(["SignatureDoesNotMatch", "InvalidAccessKeyId", 
 export function createS3Storage(options: S3StorageOptions): Storage {
   const bucket = options.bucket;
   const base = options.prefix ?? "";
-  const agentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 64 };
+  const agentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 1024 };
   const timeoutMs = options.timeoutMs ?? 20_000;
   const client = new S3Client({
     region: options.region ?? "us-east-1",
@@ -70,11 +73,10 @@ export function createS3Storage(options: S3StorageOptions): Storage {
       httpAgent: new Agent(agentOptions),
       httpsAgent: new HttpsAgent(agentOptions),
       connectionTimeout: options.connectTimeoutMs ?? 5_000,
-      // Until the answer's headers, per attempt; `socketTimeout` is silence on the socket,
-      // so it also cuts a body that stops mid-way.
+      // Until the answer's headers, per attempt. No socket idle timeout: a body opened ahead
+      // is idle until its turn by design; silence while the archive reads it is timed there.
       requestTimeout: timeoutMs,
       throwOnRequestTimeout: true,
-      socketTimeout: timeoutMs,
     }),
   });
 

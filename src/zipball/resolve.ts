@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { NameAllocator, type Rename, safeSegments } from "../archive/names.js";
 import { GatewayError, ObjectNotFound } from "../errors.js";
 import type { PinnedEntry, RequestedItem } from "../manifest/schema.js";
@@ -60,7 +61,15 @@ function baseName(key: string): string {
  * allocation the archive uses. Missing objects are all reported at once.
  */
 export async function resolveItems(items: readonly RequestedItem[], options: ResolveOptions): Promise<Resolution> {
-  const { storage, signal } = options;
+  const { storage } = options;
+  // Its own signal: the first failure (a limit, a store error) stops the walks and stats
+  // still running for the other items, as the client leaving does.
+  const controller = new AbortController();
+  const signal = controller.signal;
+  const onGone = (): void => controller.abort(options.signal?.reason);
+  if (options.signal?.aborted) onGone();
+  else options.signal?.addEventListener("abort", onGone, { once: true });
+  setMaxListeners((options.concurrency ?? 16) + 16, signal);
   let files = 0;
   let bytes = 0;
   const count = (size: number): void => {
@@ -101,38 +110,46 @@ export async function resolveItems(items: readonly RequestedItem[], options: Res
     return listing;
   };
 
-  const found = await mapLimit(
-    items,
-    options.concurrency ?? 16,
-    async (item): Promise<Found> => {
-      try {
-        if (item.type === "url") {
-          const url = options.urls.parse(item.url);
-          await options.urls.check(url);
-          const info = await options.urls.probe(url, signal).catch((err: unknown) => {
-            // At creation an origin's 404 is a missing object, like a missing path.
-            if (err instanceof GatewayError && (err.details?.status === 404 || err.details?.status === 410)) return null;
-            throw err;
-          });
-          if (!info) return { type: "missing", key: url.href };
-          count(info.size ?? 0);
-          return { type: "url", url: url.href, info };
+  let found: Found[];
+  try {
+    found = await mapLimit(
+      items,
+      options.concurrency ?? 16,
+      async (item): Promise<Found> => {
+        try {
+          if (item.type === "url") {
+            const url = options.urls.parse(item.url);
+            await options.urls.check(url);
+            const info = await options.urls.probe(url, signal).catch((err: unknown) => {
+              // At creation an origin's 404 is a missing object, like a missing path.
+              if (err instanceof GatewayError && (err.details?.status === 404 || err.details?.status === 410)) return null;
+              throw err;
+            });
+            if (!info) return { type: "missing", key: url.href };
+            count(info.size ?? 0);
+            return { type: "url", url: url.href, info };
+          }
+          if (item.type === "file") {
+            const info = await storage.stat(item.key, { signal: signal as AbortSignal });
+            count(info.size);
+            return { type: "file", info };
+          }
+          const listing = await listFolder(item.key);
+          for (const entry of listing) if (entry.kind === "file") count(entry.size);
+          return { type: "folder", listing };
+        } catch (err) {
+          if (err instanceof ObjectNotFound) return { type: "missing", key: item.type === "url" ? item.url : item.key };
+          throw err;
         }
-        if (item.type === "file") {
-          const info = await storage.stat(item.key, { signal: signal as AbortSignal });
-          count(info.size);
-          return { type: "file", info };
-        }
-        const listing = await listFolder(item.key);
-        for (const entry of listing) if (entry.kind === "file") count(entry.size);
-        return { type: "folder", listing };
-      } catch (err) {
-        if (err instanceof ObjectNotFound) return { type: "missing", key: item.type === "url" ? item.url : item.key };
-        throw err;
-      }
-    },
-    signal,
-  );
+      },
+      signal,
+    );
+  } catch (err) {
+    controller.abort(err);
+    throw err;
+  } finally {
+    options.signal?.removeEventListener("abort", onGone);
+  }
 
   const missing = found
     .filter((f): f is Extract<Found, { type: "missing" }> => f.type === "missing")

@@ -26,6 +26,8 @@ export interface ZipballServiceOptions {
   ttlSeconds: number;
   /** Objects opened ahead of the one being streamed. */
   readAhead: number;
+  /** Longest silence of the store inside an object being sent, in ms. */
+  idleTimeoutMs?: number | undefined;
   /** CRCs recorded by earlier downloads, kept in the store. */
   crcs: CrcBook;
   logger: Logger;
@@ -202,6 +204,7 @@ export class ZipballService {
         return computed;
       },
       readAhead: this.#opts.readAhead,
+      idleTimeoutMs: this.#opts.idleTimeoutMs,
       onCrc: (index, crc) => recorder.add(pinned[index] as number, crc),
       onEntryDone,
       signal,
@@ -241,7 +244,13 @@ export class ZipballService {
       const entries = download.zipball.entries;
       return { body: streamedArchive(entries, this.reader(download), signal, { store: true }), length: undefined };
     }
-    const body = await openArchiveRange({ layout: download.layout, read: this.reader(download), readAhead: this.#opts.readAhead, signal });
+    const body = await openArchiveRange({
+      layout: download.layout,
+      read: this.reader(download),
+      readAhead: this.#opts.readAhead,
+      idleTimeoutMs: this.#opts.idleTimeoutMs,
+      signal,
+    });
     return { body, length: download.layout.total };
   }
 

@@ -213,6 +213,61 @@ describe("limits on what one client can make the gateway hold", () => {
   });
 });
 
+describe("Box download URLs under admission control", () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let gw: RunningGateway;
+
+  beforeAll(async () => {
+    dir = await tempDir();
+    const root = join(dir.path, "store");
+    await writeTree(root, { "docs/a.txt": "alpha", "big/one.bin": randomBytes(32 * 1024 * 1024) });
+    gw = await startGateway({ root, env: { ZIPGATE_MAX_DOWNLOADS: "1", ZIPGATE_SEND_TIMEOUT: "2s", ZIPGATE_BOX_MAX_DOWNLOADS: "2" } });
+  });
+  afterAll(async () => {
+    await gw.close();
+    await dir.cleanup();
+  });
+
+  async function boxUrl(): Promise<string> {
+    const res = await gw.post("/2.0/zip_downloads", { items: [{ type: "file", id: "/docs/a.txt" }] });
+    expect(res.status).toBe(202);
+    return local(gw, ((await res.json()) as { download_url: string }).download_url);
+  }
+
+  it("answers 503 in Box's shape while the gateway is full, without using up the URL", async () => {
+    const content = await boxUrl();
+    const busy = await stalledGet(await zipballUrl(gw, [{ path: "/big/one.bin" }]));
+    expect(busy.status).toBe(200);
+    const refused = await fetch(content);
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get("retry-after")).toBe("5");
+    expect(await refused.json()).toMatchObject({ type: "error", status: 503, code: "too_many_downloads_in_flight" });
+    // Once the stalled client is cut (2 s), the same URL serves its one download.
+    let res = refused;
+    for (let i = 0; i < 60 && res.status === 503; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      res = await fetch(content);
+      if (res.status === 503) await res.arrayBuffer();
+    }
+    expect(res.status).toBe(200);
+    expect((await res.arrayBuffer()).byteLength).toBe(Number(res.headers.get("content-length")));
+  });
+
+  it("answers probes (HEAD, 416, 304, 412) without claiming the URL or holding a per-key slot", async () => {
+    const content = await boxUrl();
+    for (let i = 0; i < 3; i++) {
+      expect((await fetch(content, { method: "HEAD" })).status).toBe(200);
+      expect((await fetch(content, { headers: { range: "bytes=999999999-" } })).status).toBe(416);
+      expect((await fetch(content, { headers: { "if-match": '"nope"' } })).status).toBe(412);
+      expect((await fetch(content, { headers: { "if-none-match": "*" } })).status).toBe(304);
+    }
+    // More probes than the key's two concurrent downloads, and the download still runs.
+    const res = await fetch(content);
+    expect(res.status).toBe(200);
+    await res.arrayBuffer();
+  });
+});
+
 describe("state writes that fail", () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;
   let state: string;

@@ -37,10 +37,10 @@ describe("a store that stops answering (real S3 server behind a frozen link)", (
 
   beforeAll(async () => {
     const client = adminClient();
-    await putObjects(client, prefix, { "t/a.txt": "alpha", "t/b.txt": "beta", "big/blob.bin": big });
+    await putObjects(client, prefix, { "t/a.txt": "alpha", "t/b.txt": "beta", "big/blob.bin": big, "big/second.bin": big.subarray(0, 4 * 1024 * 1024) });
     client.destroy();
     freezer = await startFreezer(s3Server().endpoint);
-    gw = await startGateway({ storage: s3Behind(freezer.url, prefix) });
+    gw = await startGateway({ storage: s3Behind(freezer.url, prefix), env: { ZIPGATE_STORE_TIMEOUT: "2s" } });
   });
   afterAll(async () => {
     freezer?.thaw();
@@ -102,6 +102,36 @@ describe("a store that stops answering (real S3 server behind a frozen link)", (
     // Never a complete-looking archive: the transfer fails short of its length.
     expect(failed).toBe(true);
     expect(got).toBeLessThan(Number(res.headers.get("content-length")));
+  });
+});
+
+describe("a slow client of a healthy store", () => {
+  it("gets every object whole, however long bodies opened ahead wait for their turn", async () => {
+    const prefix = freshPrefix("patient");
+    const client = adminClient();
+    const first = randomBytes(8 * 1024 * 1024);
+    const second = randomBytes(1024 * 1024);
+    await putObjects(client, prefix, { "p/first.bin": first, "p/second.bin": second });
+    client.destroy();
+    const s3 = s3Server();
+    const gw = await startGateway({ storage: s3Behind(s3.endpoint, prefix), env: { ZIPGATE_STORE_TIMEOUT: "1s" } });
+    try {
+      const res = await gw.post("/v2/zipball", { objects: [{ path: "/p/first.bin" }, { path: "/p/second.bin" }] });
+      const url = local(gw, ((await res.json()) as { data: { urls: { url: string } } }).data.urls.url);
+      const download = await fetch(url);
+      const reader = (download.body as ReadableStream<Uint8Array>).getReader();
+      let got = (await reader.read()).value?.length ?? 0;
+      // Three times the store timeout without reading: the second object, opened ahead, waits.
+      await new Promise((r) => setTimeout(r, 3000));
+      for (;;) {
+        const step = await reader.read();
+        if (step.done) break;
+        got += step.value.length;
+      }
+      expect(got).toBe(Number(download.headers.get("content-length")));
+    } finally {
+      await gw.close();
+    }
   });
 });
 

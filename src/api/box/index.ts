@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import { collisionKey } from "../../archive/names.js";
 import { GatewayError } from "../../errors.js";
-import { downloadContext, serveDownload } from "../../http/download.js";
+import { downloadContext, planDownload, sendDownload } from "../../http/download.js";
 import { describeError } from "../../log.js";
 import type { RequestedItem } from "../../manifest/schema.js";
 import { keyFromPath } from "../../storage/keys.js";
@@ -93,11 +93,15 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
     // before the first byte so that Content-Length stays exact.
     const skipped = progress ? new Set(progress.skipped) : await deps.service.unreadable(pinned, c.req.raw.signal);
     const download = deps.service.without(pinned, skipped);
-    if (c.req.method === "HEAD") return serveDownload(deps.service, download, downloadContext(c, deps));
+    // HEAD, 304, 412 and 416 are answered before anything is claimed or counted.
+    const plan = planDownload(download, { method: c.req.method, headers: c.req.raw.headers, requestId: c.get("requestId") });
+    if (plan.kind === "answer") return plan.response;
 
     if ((active.get(owner) ?? 0) >= deps.box.maxConcurrent) {
       throw new GatewayError(429, "too_many_downloads", `at most ${deps.box.maxConcurrent} downloads may run at once for this key`);
     }
+    // A slot first: a busy or draining gateway answers 503 without using up the URL.
+    const slot = deps.lifecycle.admit();
     const now = new Date().toISOString();
     const state: DownloadProgress = progress
       ? { ...progress, state: "in_progress", updated_at: now }
@@ -112,23 +116,31 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
           owner,
           skipped: [...skipped].sort((a, b) => a - b),
         };
-    if (!progress && !(await deps.progress.claim(id, state)) && !deps.box.allowResume) {
-      throw new GatewayError(404, "not_found", "this download URL has already been used");
+    try {
+      if (!progress && !(await deps.progress.claim(id, state)) && !deps.box.allowResume) {
+        throw new GatewayError(404, "not_found", "this download URL has already been used");
+      }
+    } catch (err) {
+      slot.release();
+      throw err;
     }
     active.set(owner, (active.get(owner) ?? 0) + 1);
     const tracker = progressTracker(id, state, deps);
+    let ended = false;
+    const end = (ok: boolean): void => {
+      if (ended) return;
+      ended = true;
+      active.set(owner, Math.max(0, (active.get(owner) ?? 1) - 1));
+      tracker.end(ok, download);
+    };
     const context = downloadContext(c, deps, {
       onFileDone: () => tracker.fileDone(),
-      onEnd: ({ ok }) => {
-        active.set(owner, Math.max(0, (active.get(owner) ?? 1) - 1));
-        tracker.end(ok, download);
-      },
+      onEnd: ({ ok }) => end(ok),
     });
     try {
-      return await serveDownload(deps.service, download, context);
+      return await sendDownload(deps.service, download, plan, context, slot);
     } catch (err) {
-      active.set(owner, Math.max(0, (active.get(owner) ?? 1) - 1));
-      tracker.end(false, download);
+      end(false);
       throw err;
     }
   });
