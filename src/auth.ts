@@ -37,6 +37,11 @@ export class ApiKeys {
   }
 }
 
+/** True when the key lies inside the scopes (`/dir/` prefixes; undefined = everything). */
+export function inScope(scopes: readonly string[] | undefined, key: string): boolean {
+  return !scopes || scopes.some((s) => key.startsWith(s.slice(1)));
+}
+
 /** 403 unless every key lies inside the scopes (`/dir/` prefixes; undefined = everything). */
 export function checkScopes(scopes: readonly string[] | undefined, keys: readonly string[]): void {
   if (!scopes) return;

@@ -29,8 +29,15 @@ export function redactPath(path: string): string {
 
 /** An error's description for the log: message and cause chain, no secrets by construction. */
 export function describeError(err: unknown): Record<string, unknown> {
-  if (!(err instanceof Error)) return { error: String(err) };
-  const out: Record<string, unknown> = { error: err.message, name: err.name };
+  if (!(err instanceof Error)) return { error: clip(String(err)) };
+  const out: Record<string, unknown> = { error: clip(err.message), name: err.name };
   if (err.cause !== undefined) out.cause = describeError(err.cause);
   return out;
+}
+
+/** Messages are kept to one screen: a huge input echoed in an error must not make a huge log line. */
+const MAX_MESSAGE = 500;
+
+function clip(text: string): string {
+  return text.length > MAX_MESSAGE ? `${text.slice(0, MAX_MESSAGE - 1)}…` : text;
 }

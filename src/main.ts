@@ -37,14 +37,17 @@ async function main(): Promise<void> {
     const address = server.address();
     const port = typeof address === "object" && address ? address.port : config.port;
     const lines = [`zipgate listening on ${config.host}:${port}, serving ${storage.description}`];
-    if (secrets.storedApiKey) {
-      lines.push(`API key (generated, kept in the store): ${secrets.storedApiKey}`);
+    if (secrets.storedApiKey && secrets.generated) {
+      // Printed once, when it is made: later starts name where it is kept, never the key.
+      lines.push(`API key (generated now, kept in the store's .zipgate/secrets.json): ${secrets.storedApiKey}`);
       lines.push("try:");
       lines.push(`  echo hello > ${config.storage.kind === "fs" ? config.storage.root : "."}/hello.txt`);
       lines.push(
         `  curl -s -X POST ${base}/v2/zipball -H 'Authorization: Bearer ${secrets.storedApiKey}' -H 'Content-Type: application/json' -d '{"objects":[{"path":"/hello.txt"}]}'`,
       );
       lines.push(`  curl -OJ '<data.urls.url from that answer>'`);
+    } else if (secrets.storedApiKey) {
+      lines.push("API key: the one generated at the first start, kept in the store's .zipgate/secrets.json");
     }
     process.stderr.write(`${lines.join("\n")}\n`);
   });

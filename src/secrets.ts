@@ -13,8 +13,10 @@ interface StoredSecrets {
 export interface Secrets {
   apiKeys: ApiKey[];
   signingSecret: string;
-  /** The key kept in the store, when no keys are configured (printed at start). */
+  /** The key kept in the store, when no keys are configured. */
   storedApiKey: string | undefined;
+  /** This start generated the stored secrets (the only time the key is printed). */
+  generated: boolean;
 }
 
 /**
@@ -24,12 +26,13 @@ export interface Secrets {
  */
 export async function loadSecrets(storage: Storage, config: Pick<Config, "apiKeys" | "signingSecret">): Promise<Secrets> {
   let stored: StoredSecrets | undefined;
+  let generated = false;
   if (!config.apiKeys || !config.signingSecret) {
     const fresh: StoredSecrets = {
       apiKey: `zg_${randomBytes(24).toString("base64url")}`,
       signingSecret: randomBytes(32).toString("base64url"),
     };
-    await storage.put(SECRETS_KEY, JSON.stringify(fresh), { ifAbsent: true });
+    generated = await storage.put(SECRETS_KEY, JSON.stringify(fresh), { ifAbsent: true });
     const body = await storage.get(SECRETS_KEY);
     if (!body) throw new Error("could not keep generated secrets in the store");
     stored = JSON.parse(body.toString("utf8")) as StoredSecrets;
@@ -38,5 +41,6 @@ export async function loadSecrets(storage: Storage, config: Pick<Config, "apiKey
     apiKeys: config.apiKeys ?? [{ key: (stored as StoredSecrets).apiKey }],
     signingSecret: config.signingSecret ?? (stored as StoredSecrets).signingSecret,
     storedApiKey: config.apiKeys ? undefined : stored?.apiKey,
+    generated,
   };
 }

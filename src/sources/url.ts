@@ -3,6 +3,7 @@ import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { BlockList, isIP, type LookupFunction } from "node:net";
 import { PassThrough, type Readable, Transform } from "node:stream";
+import ipaddr from "ipaddr.js";
 import { GatewayError, ObjectChanged } from "../errors.js";
 
 export interface UrlFetcherOptions {
@@ -28,62 +29,30 @@ export interface UrlInfo {
   lastModifiedMs: number | undefined;
 }
 
-const NON_PUBLIC_V4 = [
-  ["0.0.0.0", 8],
-  ["10.0.0.0", 8],
-  ["100.64.0.0", 10],
-  ["127.0.0.0", 8],
-  ["169.254.0.0", 16],
-  ["172.16.0.0", 12],
-  ["192.0.0.0", 24],
-  ["192.0.2.0", 24],
-  ["192.88.99.0", 24],
-  ["192.168.0.0", 16],
-  ["198.18.0.0", 15],
-  ["198.51.100.0", 24],
-  ["203.0.113.0", 24],
-  ["224.0.0.0", 4],
-  ["240.0.0.0", 4],
-] as const;
-const NON_PUBLIC_V6 = [
-  ["::", 128],
-  ["::1", 128],
-  ["100::", 64],
-  ["2001::", 23],
-  ["2001:db8::", 32],
-  ["2002::", 16],
-  ["fc00::", 7],
-  ["fe80::", 10],
-  ["ff00::", 8],
-] as const;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
-/** The eight 16-bit groups of an IPv6 address (a dotted IPv4 tail included). */
-function groupsV6(ip: string): number[] | undefined {
-  let text = ip.toLowerCase();
-  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
-  if (dotted) {
-    const [a, b, c, d] = dotted.slice(1).map(Number) as [number, number, number, number];
-    text = `${text.slice(0, dotted.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
-  }
-  const [head = "", tail] = text.split("::");
-  const left = head === "" ? [] : head.split(":");
-  const right = tail === undefined || tail === "" ? [] : tail.split(":");
-  const fill = tail === undefined ? 0 : 8 - left.length - right.length;
-  const groups = [...left, ...Array(Math.max(0, fill)).fill("0"), ...right].map((g) => Number.parseInt(g, 16));
-  return groups.length === 8 && groups.every((g) => g >= 0 && g <= 0xffff) ? groups : undefined;
-}
+/** IPv6 global unicast: no address outside it is public, whatever else it looks like. */
+const GLOBAL_UNICAST_V6 = ipaddr.parseCIDR("2000::/3");
+/**
+ * Inside 2000::/3 and not told apart by ipaddr.js's ranges: IETF protocol assignments
+ * (2001::/23, whose public anycast members are not needed here) and the documentation
+ * prefix 3fff::/20.
+ */
+const SPECIAL_V6 = [ipaddr.parseCIDR("2001::/23"), ipaddr.parseCIDR("3fff::/20")];
 
-/** IPv4 embedded in an IPv4-mapped (::ffff:0:0/96) or NAT64 (64:ff9b::/96) IPv6 address. */
-function embeddedV4(ip: string): string | undefined {
-  if (isIP(ip) !== 6) return undefined;
-  const g = groupsV6(ip);
-  if (!g) return undefined;
-  const mapped = g.slice(0, 6).join(",") === "0,0,0,0,0,65535";
-  const nat64 = g.slice(0, 6).join(",") === "100,65435,0,0,0,0";
-  if (!mapped && !nat64) return undefined;
-  const [hi, lo] = [g[6] as number, g[7] as number];
-  return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
+/**
+ * True only for a public unicast address: ipaddr.js's `unicast` range after `process()`
+ * (which turns IPv4-mapped IPv6 into IPv4), and for IPv6 also inside 2000::/3. An
+ * allowlist: any range not known to be public is refused, NAT64 and IPv4-compatible forms
+ * included.
+ */
+export function isPublicAddress(ip: string): boolean {
+  if (!ipaddr.isValid(ip)) return false;
+  const addr = ipaddr.process(ip);
+  if (addr.range() !== "unicast") return false;
+  if (addr.kind() === "ipv4") return true;
+  const v6 = addr as ipaddr.IPv6;
+  return v6.match(GLOBAL_UNICAST_V6) && !SPECIAL_V6.some((cidr) => v6.match(cidr));
 }
 
 /**
@@ -93,7 +62,6 @@ function embeddedV4(ip: string): string | undefined {
  * and the connection goes to the address that was checked.
  */
 export class UrlFetcher {
-  readonly #denied = new BlockList();
   readonly #allowed = new BlockList();
   readonly #allowedHosts: string[] = [];
   readonly #maxRedirects: number;
@@ -101,8 +69,6 @@ export class UrlFetcher {
   readonly #idleTimeout: number;
 
   constructor(options: UrlFetcherOptions = {}) {
-    for (const [net, bits] of NON_PUBLIC_V4) this.#denied.addSubnet(net, bits, "ipv4");
-    for (const [net, bits] of NON_PUBLIC_V6) this.#denied.addSubnet(net, bits, "ipv6");
     for (const entry of options.allow ?? []) {
       const [addr = "", bits] = entry.split("/");
       const family = isIP(addr);
@@ -121,11 +87,10 @@ export class UrlFetcher {
 
   /** Whether an address may be connected to. */
   addressAllowed(ip: string): boolean {
-    const v4 = embeddedV4(ip);
-    const family = v4 ? "ipv4" : isIP(ip) === 6 ? "ipv6" : "ipv4";
-    const addr = v4 ?? ip;
-    if (this.#allowed.check(addr, family)) return true;
-    return !this.#denied.check(addr, family);
+    if (!ipaddr.isValid(ip)) return false;
+    const addr = ipaddr.process(ip).toString();
+    if (this.#allowed.check(addr, isIP(addr) === 6 ? "ipv6" : "ipv4") || (addr !== ip && this.#allowed.check(ip, "ipv6"))) return true;
+    return isPublicAddress(ip);
   }
 
   /** A parsed http(s) URL; 400 for anything else. */
@@ -134,10 +99,10 @@ export class UrlFetcher {
     try {
       url = new URL(String(text));
     } catch {
-      throw new GatewayError(400, "invalid_url", `not a URL: ${String(text).slice(0, 200)}`);
+      throw new GatewayError(400, "invalid_url", `not a URL: ${String(text).split(/[?#]/, 1)[0]?.slice(0, 200)}`);
     }
     if (url.protocol !== "http:" && url.protocol !== "https:")
-      throw new GatewayError(400, "invalid_url", `only http and https URLs can be fetched: ${url.href}`);
+      throw new GatewayError(400, "invalid_url", `only http and https URLs can be fetched: ${safeUrl(url)}`);
     if (url.username || url.password) throw new GatewayError(400, "invalid_url", "URLs with credentials are not accepted");
     return url;
   }
@@ -185,7 +150,7 @@ export class UrlFetcher {
       });
       req.setTimeout(this.#idleTimeout, () => req.destroy(new GatewayError(504, "url_timeout", `${url.host} stopped sending`)));
       req.on("error", (err) =>
-        reject(err instanceof GatewayError ? err : new GatewayError(502, "url_unavailable", `fetching ${url.href} failed`, { cause: err })),
+        reject(err instanceof GatewayError ? err : new GatewayError(502, "url_unavailable", `fetching ${safeUrl(url)} failed`, { cause: err })),
       );
       req.end();
     });
@@ -198,7 +163,7 @@ export class UrlFetcher {
       const res = await this.#request(url, method, headers, signal);
       if (!REDIRECTS.has(res.statusCode ?? 0) || !res.headers.location) return { res, url };
       res.resume();
-      if (hop >= this.#maxRedirects) throw new GatewayError(502, "url_unavailable", `more than ${this.#maxRedirects} redirects from ${start.href}`);
+      if (hop >= this.#maxRedirects) throw new GatewayError(502, "url_unavailable", `more than ${this.#maxRedirects} redirects from ${safeUrl(start)}`);
       url = this.parse(new URL(res.headers.location, url).href);
     }
   }
@@ -243,12 +208,12 @@ export class UrlFetcher {
     const etag = res.headers.etag;
     if (options.etag !== undefined && etag !== undefined && etag !== options.etag) {
       res.destroy();
-      throw new ObjectChanged(url.href);
+      throw new ObjectChanged(safeUrl(url));
     }
     // Body errors (a reset, a premature end) become the gateway's own, naming the URL.
     const out = range && status === 200 ? skipTo(range.start, range.end) : new PassThrough({ highWaterMark: 256 * 1024 });
     res.on("error", (err) => {
-      out.destroy(new GatewayError(502, "url_unavailable", `${url.href} failed while sending its body`, { cause: err, details: { url: url.href } }));
+      out.destroy(new GatewayError(502, "url_unavailable", `${safeUrl(url)} failed while sending its body`, { cause: err, details: { url: url.href } }));
     });
     out.on("close", () => {
       if (!res.complete) res.destroy();
@@ -280,6 +245,15 @@ function skipTo(start: number, end: number): Transform {
   });
 }
 
+/**
+ * A URL as it may appear in a message or a log line: scheme, host and path, at most 200
+ * characters. Query and fragment (presigned signatures, credentials, tokens) never do.
+ */
+export function safeUrl(url: URL): string {
+  const text = `${url.protocol}//${url.host}${url.pathname}`;
+  return text.length > 200 ? `${text.slice(0, 199)}…` : text;
+}
+
 function notAllowed(url: URL, address: string | undefined): GatewayError {
   return new GatewayError(400, "url_not_allowed", `${url.host} is not a public address and is not allowed${address ? ` (${address})` : ""}`, {
     details: { url: url.href },
@@ -287,5 +261,5 @@ function notAllowed(url: URL, address: string | undefined): GatewayError {
 }
 
 function unavailable(url: URL, status: number | undefined): GatewayError {
-  return new GatewayError(502, "url_unavailable", `${url.href} answered ${status}`, { details: { url: url.href, status } });
+  return new GatewayError(502, "url_unavailable", `${safeUrl(url)} answered ${status}`, { details: { url: url.href, status } });
 }

@@ -7,8 +7,8 @@
 // object per request: structured cloning of per-file objects cost more than the calls.
 // Plain JavaScript because worker threads load it as it is (also from the sources in tests);
 // the main thread imports it only for the constants below.
-import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readSync } from "node:fs";
-import { join } from "node:path";
+import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, realpathSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { isMainThread, parentPort, workerData } from "node:worker_threads";
 
 /**
@@ -110,7 +110,13 @@ function answer(batch) {
     let fd = -1;
     try {
       // Never blocks: a FIFO or device put in place of a file opens at once, and is refused below.
-      if (batch.ops[i] === OP_OPEN) fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+      if (batch.ops[i] === OP_OPEN) {
+        fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+        // O_NOFOLLOW guards the last component only: a link anywhere above it is refused here.
+        if (openedPath(fd) !== path) throw throughLink(path);
+      } else if (realPath(dirname(path)) !== dirname(path)) {
+        throw throughLink(path);
+      }
       const stat = fd === -1 ? lstatSync(path, { bigint: true }) : fstatSync(fd, { bigint: true });
       const kind = stat.isFile() ? KIND_FILE : stat.isDirectory() ? KIND_DIR : KIND_OTHER;
       const size = Number(stat.size);
@@ -163,6 +169,37 @@ function answer(batch) {
 }
 
 /**
+ * The path an open descriptor really names (every link resolved), from /proc; where there
+ * is no /proc, the resolved path it was opened by.
+ * @param {number} fd
+ * @param {string} [path]
+ */
+export function openedPath(fd, path) {
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    return path === undefined ? "" : realPath(path);
+  }
+}
+
+/** @param {string} path */
+function realPath(path) {
+  try {
+    return realpathSync.native(path);
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * A path that reached its object through a symbolic link: reported as not found (ELOOP).
+ * @param {string} path
+ */
+export function throughLink(path) {
+  return Object.assign(new Error(`a component of the path is a symbolic link: ${path}`), { code: "ELOOP" });
+}
+
+/**
  * Identity of a version of a file: inode, size and mtime in nanoseconds.
  * @param {import("node:fs").BigIntStats} st
  */
@@ -183,6 +220,9 @@ export function etagOf(st) {
  * @returns {Listing}
  */
 function list(path, prefix, limit, cancel) {
+  // No component of the folder's own path may be a link either (the walk follows none below it).
+  const bare = path.replace(/\/+$/, "");
+  if (realPath(bare) !== bare && lstatSync(bare, { throwIfNoEntry: false })) throw throughLink(path);
   if (!lstatSync(path).isDirectory()) {
     throw Object.assign(new Error(`not a folder: ${prefix}`), { code: "ENOTDIR" });
   }

@@ -6,7 +6,7 @@ import { Readable } from "node:stream";
 import { promisify } from "node:util";
 import { GatewayError, ObjectAccessDenied, ObjectChanged, ObjectNotFound, StateUnwritable, StorageUnavailable } from "../errors.js";
 import { readBuffers } from "../util/buffer-pool.js";
-import { etagOf } from "./fs-worker.js";
+import { etagOf, openedPath, throughLink } from "./fs-worker.js";
 import { FsWorkers } from "./fs-workers.js";
 import { isReserved } from "./keys.js";
 import type { ObjectBody, ReadOptions, Storage } from "./types.js";
@@ -117,8 +117,9 @@ export async function createFsStorage(options: FsStorageOptions): Promise<Storag
       let handle: FileHandle | undefined;
       try {
         // Not through a link, never blocking on a FIFO, and only a plain file.
-        handle = await openHandle(pathOf(key), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-        if (!(await handle.stat()).isFile()) throw new ObjectNotFound(key);
+        const path = pathOf(key);
+        handle = await openHandle(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+        if (!(await handle.stat()).isFile() || openedPath(handle.fd, path) !== path) throw new ObjectNotFound(key);
         return await handle.readFile();
       } catch (err) {
         if (isCode(err, "ENOENT")) return null;
@@ -135,8 +136,9 @@ export async function createFsStorage(options: FsStorageOptions): Promise<Storag
       try {
         const dir = join(path, "..");
         // A recursive mkdir reports ENOENT on a read-only file system; a plain one says why.
-        await mkdir(dir, { recursive: true }).catch(() => mkdir(dir));
-        await writeFile(tmp, body);
+        // State (manifests, secrets) is the owner's alone.
+        await mkdir(dir, { recursive: true, mode: 0o700 }).catch(() => mkdir(dir, { mode: 0o700 }));
+        await writeFile(tmp, body, { mode: 0o600 });
         if (!opts.ifAbsent) {
           await rename(tmp, path);
           return true;
@@ -181,6 +183,7 @@ async function openStream(
       throw mapFsError(err, key);
     });
     if (!st.isFile()) throw new ObjectNotFound(key);
+    if (openedPath(fd, path) !== path) throw new ObjectNotFound(key, throughLink(path));
     if (etagOf(st) !== etag) throw new ObjectChanged(key);
     // The signal may have fired meanwhile: a stream made with an aborted signal errors with nobody listening yet.
     signal?.throwIfAborted();

@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import { safeSegment } from "../../archive/names.js";
-import { checkScopes } from "../../auth.js";
+import { checkScopes, inScope } from "../../auth.js";
 import { GatewayError } from "../../errors.js";
 import { downloadContext, serveDownload } from "../../http/download.js";
 import type { RequestedItem } from "../../manifest/schema.js";
@@ -39,7 +39,7 @@ export function bitpaketRoutes(deps: ApiDeps): Hono<AppEnv> {
       throw new GatewayError(400, "invalid_field", `"compression" must be "store" or "deflate"`, { details: { field: "compression" } });
     }
 
-    const items = await parseObjects(objects, deps);
+    const items = await parseObjects(objects, deps, caller.scopes);
     const { zipball, resolution } = await deps.service.create({
       flavour: "bitpaket",
       items,
@@ -87,8 +87,8 @@ export function bitpaketRoutes(deps: ApiDeps): Hono<AppEnv> {
     const caller = deps.keys.authenticate(c.req.header("authorization"));
     const id = c.req.param("id");
     const key = await deps.ids.resolve(id);
-    if (key === undefined) throw new GatewayError(404, "not_found", "no object has this id");
-    checkScopes(caller.scopes, [key]);
+    // An id outside the caller's scopes is answered as unknown: its path is not the caller's to learn.
+    if (key === undefined || !inScope(caller.scopes, key)) throw new GatewayError(404, "not_found", "no object has this id");
     return c.json({ success: true, data: { id, path: `/${key}` } });
   });
 
@@ -104,7 +104,7 @@ export function bitpaketRoutes(deps: ApiDeps): Hono<AppEnv> {
 }
 
 /** Each object: exactly one of path, id, folder; ids resolved through the index. */
-async function parseObjects(objects: unknown[], deps: ApiDeps): Promise<RequestedItem[]> {
+async function parseObjects(objects: unknown[], deps: ApiDeps, scopes: string[] | undefined): Promise<RequestedItem[]> {
   const unknownIds: string[] = [];
   const items = await Promise.all(
     objects.map(async (o, index): Promise<RequestedItem | undefined> => {
@@ -127,7 +127,7 @@ async function parseObjects(objects: unknown[], deps: ApiDeps): Promise<Requeste
       if (obj.path !== undefined) return { type: "file", key: keyFromPath(obj.path, "path", `${where}.path`), name };
       if (typeof obj.id !== "string") throw new GatewayError(400, "invalid_id", `${where}.id must be a string`, { details: { index } });
       const key = await deps.ids.resolve(obj.id);
-      if (key === undefined) {
+      if (key === undefined || !inScope(scopes, key)) {
         unknownIds.push(obj.id);
         return undefined;
       }

@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { collisionKey } from "../../archive/names.js";
+import { inScope } from "../../auth.js";
 import { GatewayError } from "../../errors.js";
 import { downloadContext, planDownload, sendDownload } from "../../http/download.js";
 import { describeError } from "../../log.js";
@@ -36,7 +37,7 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
     onlyFields(body, ["items", "download_file_name"], "the request");
     const items = parseItems(body.items, deps.maxItems);
     const name = optionalString(body.download_file_name, "download_file_name", 255) ?? "download";
-    const requested = await Promise.all(items.map((item) => toRequested(item, deps)));
+    const requested = await Promise.all(items.map((item) => toRequested(item, deps, caller.scopes)));
     const { zipball, resolution } = await deps.service.create({
       flavour: "box",
       items: requested,
@@ -180,14 +181,15 @@ function parseItems(value: unknown, max: number): BoxItem[] {
 }
 
 /** A file's id is its path (or a registered object id); a folder's id is its path; the root is refused. */
-async function toRequested(item: BoxItem, deps: ApiDeps): Promise<RequestedItem> {
+async function toRequested(item: BoxItem, deps: ApiDeps, scopes: string[] | undefined): Promise<RequestedItem> {
   if (item.type === "folder") {
     if (item.id === "0" || item.id === "/") throw new GatewayError(400, "bad_request", "the root folder cannot be downloaded");
     return { type: "folder", key: keyFromPath(item.id.startsWith("/") ? item.id : `/${item.id}`, "folder", "id") };
   }
   if (isUuidV4(item.id)) {
     const key = await deps.ids.resolve(item.id);
-    if (key === undefined) throw new GatewayError(404, "not_found", `no file has the id ${item.id}`);
+    // Outside the caller's scopes an id is as unknown as one never registered.
+    if (key === undefined || !inScope(scopes, key)) throw new GatewayError(404, "not_found", `no file has the id ${item.id}`);
     return { type: "file", key };
   }
   return { type: "file", key: keyFromPath(item.id.startsWith("/") ? item.id : `/${item.id}`, "path", "id") };
