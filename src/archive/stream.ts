@@ -136,9 +136,11 @@ async function* generate(opts: ArchiveStreamOptions, start: number, end: number,
       if (seg.kind === "data") {
         const e = layout.entries[seg.index] as LayoutEntry;
         const complete = seg.start === e.dataOffset && seg.end === e.dataOffset + e.size;
-        // A CRC already known for this object version need not be computed again:
-        // the pinned identity guarantees the same bytes, and CRC is the costliest step.
-        const whole = complete && !crcs.has(seg.index);
+        // Every object sent whole has its CRC computed: one nobody knew goes into the
+        // descriptor and the central directory; one already known (recorded, from the store)
+        // must match the bytes actually sent, or the archive is cut (a file rewritten in
+        // place with its mtime put back keeps its identity, not its bytes).
+        const whole = complete;
         const expected = seg.end - seg.start;
         const body = await reader.next();
         let crc = 0;
@@ -177,8 +179,12 @@ async function* generate(opts: ArchiveStreamOptions, start: number, end: number,
         }
         if (got !== expected) throw new ObjectChanged(e.name);
         if (whole) {
-          crcs.set(seg.index, crc);
-          opts.onCrc?.(seg.index, crc);
+          const known = crcs.get(seg.index);
+          if (known !== undefined && known !== crc && expected > 0) throw new ObjectChanged(e.name);
+          if (known === undefined) {
+            crcs.set(seg.index, crc);
+            opts.onCrc?.(seg.index, crc);
+          }
         }
         if (complete) opts.onEntryDone?.(seg.index);
         continue;

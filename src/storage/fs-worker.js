@@ -103,6 +103,8 @@ function answer(batch) {
   const reads = [];
   /** @type {number[]} bytes of each piece */
   const pieces = [];
+  /** ctime of each open descriptor when it was opened */
+  opened.clear();
   for (let i = 0; i < count; i++) {
     const path = /** @type {string} */ (paths[i]);
     const at = i * ANSWER_WIDTH;
@@ -125,6 +127,7 @@ function answer(batch) {
       nums[at + 2] = Number(stat.mtimeMs);
       etags[i] = etagOf(stat);
       if (fd === -1) continue;
+      opened.set(fd, stat.ctimeNs);
       const start = /** @type {number} */ (batch.nums[i * 3]);
       const wanted = /** @type {number} */ (batch.nums[i * 3 + 1]);
       const end = wanted < 0 ? size : wanted;
@@ -155,6 +158,8 @@ function answer(batch) {
         if (n === 0) break; // shrunk meanwhile: the caller sees fewer bytes than it expects
         got += n;
       }
+      // Written to while it was read (ctime moves even when the mtime is put back)?
+      if (changedSince(fd, etags[i])) throw Object.assign(new Error("the file changed while it was read"), { code: "ECHANGED" });
       nums[at + 3] = offset;
       nums[at + 4] = got;
       nums[at + 5] = piece;
@@ -166,6 +171,20 @@ function answer(batch) {
     }
   }
   return { nums, etags: etags.join("\0"), data: buffers.length > 0 ? buffers.map((b) => /** @type {ArrayBuffer} */ (b.buffer)) : null, errors };
+}
+
+/** @type {Map<number, bigint>} */
+const opened = new Map();
+
+/**
+ * Whether the file open as `fd` is no longer the version `etag` names (read at open, with
+ * its ctime then): size, mtime, inode or ctime differ.
+ * @param {number} fd
+ * @param {string | undefined} etag
+ */
+function changedSince(fd, etag) {
+  const now = fstatSync(fd, { bigint: true });
+  return etagOf(now) !== etag || now.ctimeNs !== opened.get(fd);
 }
 
 /**

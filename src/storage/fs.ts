@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { constants, close as fsClose, fstat as fsFstat, open as fsOpen, read as fsRead } from "node:fs";
+import { type BigIntStats, constants, close as fsClose, fstat as fsFstat, open as fsOpen, read as fsRead } from "node:fs";
 import { type FileHandle, link, mkdir, open as openHandle, realpath, rename, rm, writeFile } from "node:fs/promises";
 import { join, resolve, sep } from "node:path";
 import { Readable } from "node:stream";
@@ -187,7 +187,7 @@ async function openStream(
     if (etagOf(st) !== etag) throw new ObjectChanged(key);
     // The signal may have fired meanwhile: a stream made with an aborted signal errors with nobody listening yet.
     signal?.throwIfAborted();
-    return fdStream(fd, start, end, chunkSize, signal);
+    return fdStream(fd, start, end, chunkSize, signal, key, st);
   } catch (err) {
     fsClose(fd, () => {});
     throw err;
@@ -202,7 +202,7 @@ const fstatFile = promisify(fsFstat);
  * Reads go into pooled buffers when they have the pool's size; the response writer gives
  * them back once sent. A file that shrank ends the stream early: the caller counts bytes.
  */
-function fdStream(fd: number, start: number, end: number, chunkSize: number, signal: AbortSignal | undefined): Readable {
+function fdStream(fd: number, start: number, end: number, chunkSize: number, signal: AbortSignal | undefined, key: string, opened: BigIntStats): Readable {
   let pos = start;
   let reading = false;
   let closeWhenRead: (() => void) | undefined;
@@ -213,7 +213,16 @@ function fdStream(fd: number, start: number, end: number, chunkSize: number, sig
     read() {
       const want = Math.min(chunkSize, end - pos);
       if (want <= 0) {
-        this.push(null);
+        // Read to its end: still the version opened? An in-place write shows in the ctime
+        // even when the mtime was put back; the archive must not send a mix of versions.
+        reading = true;
+        fsFstat(fd, { bigint: true }, (err, now) => {
+          reading = false;
+          if (closeWhenRead) return closeWhenRead();
+          if (err) return this.destroy(err);
+          if (etagOf(now) !== etagOf(opened) || now.ctimeNs !== opened.ctimeNs) return this.destroy(new ObjectChanged(key));
+          this.push(null);
+        });
         return;
       }
       const buf = pooled ? readBuffers.take() : Buffer.allocUnsafe(chunkSize);
@@ -273,6 +282,7 @@ function mapFsError(err: unknown, key: string): GatewayError {
   if (err instanceof GatewayError) return err;
   const code = (err as NodeJS.ErrnoException | null)?.code;
   if (code === "ENOENT" || code === "ENOTDIR" || code === "ELOOP" || code === "EISDIR") return new ObjectNotFound(key, err);
+  if (code === "ECHANGED") return new ObjectChanged(key, err);
   if (code === "EACCES" || code === "EPERM") return new ObjectAccessDenied(key, err);
   return new StorageUnavailable("the folder store failed", err);
 }
