@@ -7,17 +7,31 @@
 const WINDOWS_FORBIDDEN = /[<>:"|?*\\]/g;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it removes
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
-const RESERVED_DEVICE = /^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$/i;
+const RESERVED_DEVICE = /^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³]|conin\$|conout\$|clock\$)(\..*)?$/i;
+/**
+ * Characters that show nothing or reorder what is shown: bidi controls (a name that reads
+ * `txt.exe` as `exe.txt`), zero-width ones, the BOM, soft hyphens and invisible operators.
+ */
+const INVISIBLE = /[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]/g;
 const MAX_SEGMENT_BYTES = 255;
+/** A UTF-16 surrogate without its other half: not encodable in UTF-8. */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 
-/** Makes one path segment safe: no separators, control or Windows-forbidden characters. */
+/**
+ * Makes one path segment safe: well-formed (a lone surrogate becomes U+FFFD, as it would
+ * in UTF-8 anyway), NFC, no separators, control, invisible or Windows-forbidden characters,
+ * no trailing dot or space, at most 255 bytes.
+ */
 export function safeSegment(segment: string): string {
-  let s = segment.normalize("NFC").replace(CONTROL, "_").replace(WINDOWS_FORBIDDEN, "_");
+  let s = segment.replace(LONE_SURROGATE, "\ufffd").normalize("NFC").replace(CONTROL, "_").replace(INVISIBLE, "_").replace(WINDOWS_FORBIDDEN, "_");
   if (s === "" || s === "." || s === "..") return "_";
-  // Windows drops trailing dots and spaces, which would merge distinct names.
-  s = s.replace(/[. ]+$/, (m) => "_".repeat(m.length));
   if (RESERVED_DEVICE.test(s)) s = `_${s}`;
-  return truncateUtf8(s, MAX_SEGMENT_BYTES);
+  return windowsEnd(truncateUtf8(s, MAX_SEGMENT_BYTES));
+}
+
+/** Windows drops trailing dots and spaces, which would merge distinct names. */
+function windowsEnd(s: string): string {
+  return s.replace(/[. ]+$/, (m) => "_".repeat(m.length));
 }
 
 function truncateUtf8(s: string, maxBytes: number): string {
@@ -34,24 +48,35 @@ function truncateUtf8(s: string, maxBytes: number): string {
  * Splits a requested entry name into safe segments. Both `/` and `\` are
  * separators; empty, `.` and `..` segments are dropped, so no name can be
  * absolute or climb out of the extraction folder. A leading drive letter
- * (`C:`) is dropped too.
+ * (`C:`) is dropped from a name a client gave (`given`); in a stored object's
+ * own name it is an ordinary segment (made `C_`), never a reason to lose it.
  */
-export function safeSegments(name: string): string[] {
+export function safeSegments(name: string, given = false): string[] {
   const parts = name.split(/[/\\]+/).filter((p) => p !== "" && p !== "." && p !== "..");
-  if (parts.length > 0 && /^[a-zA-Z]:$/.test(parts[0] as string)) parts.shift();
+  if (given && parts.length > 0 && /^[a-zA-Z]:$/.test(parts[0] as string)) parts.shift();
   return parts.map(safeSegment);
 }
 
-/** The key two names collide on: case-insensitive, Unicode-normalised (macOS, Windows). */
+/**
+ * The key two names collide on, as case-insensitive file systems (macOS, Windows) see
+ * them: NFC, then case folded in full (upper then lower: ß and SS, ς and σ, ſ and s,
+ * µ and μ meet), then NFC again.
+ */
 export function collisionKey(name: string): string {
-  return name.normalize("NFC").toLowerCase();
+  return name.normalize("NFC").toUpperCase().toLowerCase().normalize("NFC");
 }
 
-/** `report (1).pdf`, `docs (2)`: the n-th alternative for a taken name. */
+/**
+ * `report (1).pdf`, `docs (2)`: the n-th alternative for a taken name, still at most 255
+ * bytes (the stem is shortened) and still not ending in a dot or space.
+ */
 export function numbered(name: string, n: number, isDir: boolean): string {
   const dot = name.lastIndexOf(".");
-  if (isDir || dot <= 0) return `${name} (${n})`;
-  return `${name.slice(0, dot)} (${n})${name.slice(dot)}`;
+  const [stem, ext] = isDir || dot <= 0 ? [name, ""] : [name.slice(0, dot), name.slice(dot)];
+  const suffix = ` (${n})${ext}`;
+  const room = MAX_SEGMENT_BYTES - Buffer.byteLength(suffix);
+  if (room <= 0) return windowsEnd(truncateUtf8(`${stem} (${n})`, MAX_SEGMENT_BYTES));
+  return `${windowsEnd(truncateUtf8(stem, room))}${suffix}`;
 }
 
 interface DirNode {

@@ -278,8 +278,11 @@ function list(path, prefix, limit, cancel) {
       let stat;
       try {
         stat = lstatSync(join(dir, d.name), { bigint: true });
-      } catch {
-        continue; // removed since readdir
+      } catch (err) {
+        // Removed since readdir; anything else (a path too long to name) fails the walk,
+        // naming the entry, rather than leaving it out unsaid.
+        if (/** @type {NodeJS.ErrnoException} */ (err).code === "ENOENT") continue;
+        throw Object.assign(/** @type {Error} */ (err), { message: `cannot read ${keyPrefix}${d.name}: ${/** @type {Error} */ (err).message}` });
       }
       const isFile = stat.isFile();
       if (!isFile && !stat.isDirectory()) continue;

@@ -283,6 +283,13 @@ function mapFsError(err: unknown, key: string): GatewayError {
   const code = (err as NodeJS.ErrnoException | null)?.code;
   if (code === "ENOENT" || code === "ENOTDIR" || code === "ELOOP" || code === "EISDIR") return new ObjectNotFound(key, err);
   if (code === "ECHANGED") return new ObjectChanged(key, err);
+  // A name the file system cannot take (a segment over 255 bytes, a path over PATH_MAX) is the request's, not the store's failure.
+  if (code === "ENAMETOOLONG") {
+    return new GatewayError(400, "path_too_long", `a path is too long for the store: /${key.slice(0, 200)}`, {
+      cause: err,
+      details: { path: `/${key.slice(0, 200)}` },
+    });
+  }
   if (code === "EACCES" || code === "EPERM") return new ObjectAccessDenied(key, err);
   return new StorageUnavailable("the folder store failed", err);
 }

@@ -166,7 +166,8 @@ export async function resolveItems(items: readonly RequestedItem[], options: Res
   const resolved: ResolvedItem[] = [];
   found.forEach((f, index) => {
     const item = items[index] as RequestedItem;
-    const wantedSegments = safeSegments(item.name ?? (item.type === "url" ? urlBaseName(item.url) : baseName(item.key)));
+    const wantedSegments =
+      item.name !== undefined ? safeSegments(item.name, true) : safeSegments(item.type === "url" ? urlBaseName(item.url) : baseName(item.key));
     if (wantedSegments.length === 0) wantedSegments.push("_");
     const wanted = wantedSegments.join("/");
     if (f.type === "url") {

@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { mkdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -160,5 +161,61 @@ describe("secrets stay out of logs and are kept owner-only", () => {
     } finally {
       await dir.cleanup();
     }
+  });
+});
+
+describe("nothing a folder holds is dropped silently", () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let root: string;
+  let gw: RunningGateway;
+
+  beforeAll(async () => {
+    dir = await tempDir();
+    root = join(dir.path, "store");
+    await writeTree(root, { "f/C:": "drive-like file", "f/D:/normal.txt": "inner", "f/normal.txt": "outer", "deep/x/start.txt": "s" });
+    // A path longer than PATH_MAX, made one short step at a time.
+    const segment = "d".repeat(250);
+    execFileSync("bash", [
+      "-c",
+      `cd "$1" && for i in $(seq 1 18); do mkdir ${segment} && cd ${segment}; done && echo deep > file.txt`,
+      "_",
+      join(root, "deep/x"),
+    ]);
+    gw = await startGateway({ root });
+  });
+  afterAll(async () => {
+    await gw.close();
+    // GNU rm walks paths longer than PATH_MAX; fs.rm does not.
+    execFileSync("rm", ["-rf", dir.path]);
+  });
+
+  it("keeps files and folders named like drive letters, under names derived from their own", async () => {
+    const res = await gw.post("/v2/zipball", { objects: [{ folder: "/f" }] });
+    expect(res.status).toBe(201);
+    const zip = Buffer.from(await (await fetch(local(gw, ((await res.json()) as { data: { urls: { url: string } } }).data.urls.url))).arrayBuffer());
+    for (const name of ["f/C_", "f/D_/normal.txt", "f/normal.txt"]) expect(zip.includes(Buffer.from(name)), name).toBe(true);
+    expect(zip.includes(Buffer.from("f/normal (1).txt"))).toBe(false);
+    for (const content of ["drive-like file", "inner", "outer"]) expect(zip.includes(Buffer.from(content)), content).toBe(true);
+  });
+
+  it("refuses a folder with a path too long to read, naming it, with a 4xx", async () => {
+    const res = await gw.post("/v2/zipball", { objects: [{ folder: "/deep" }] });
+    const text = await res.text();
+    expect(res.status, text).toBe(400);
+    expect(JSON.parse(text)).toMatchObject({ success: false, error: { code: "path_too_long" } });
+    expect(text).not.toContain(root);
+  });
+
+  it("serves archives whose given names held lone surrogates (BitPaket name, Box download_file_name)", async () => {
+    const res = await gw.post("/v2/zipball", { name: "bad\ud800name", objects: [{ path: "/f/normal.txt", name: "x\udc00.txt" }] });
+    expect(res.status).toBe(201);
+    const get = await fetch(local(gw, ((await res.json()) as { data: { urls: { url: string } } }).data.urls.url));
+    expect(get.status).toBe(200);
+    await get.arrayBuffer();
+    const box = await gw.post("/2.0/zip_downloads", { download_file_name: "box\ud800", items: [{ type: "file", id: "/f/normal.txt" }] });
+    expect(box.status).toBe(202);
+    const content = await fetch(local(gw, ((await box.json()) as { download_url: string }).download_url));
+    expect(content.status).toBe(200);
+    await content.arrayBuffer();
   });
 });

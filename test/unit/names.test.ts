@@ -5,7 +5,7 @@ describe("safe names", () => {
   it("drops absolute roots, drive letters, . and .. segments; treats backslashes as separators", () => {
     expect(safeSegments("/etc/passwd")).toEqual(["etc", "passwd"]);
     expect(safeSegments("../../x")).toEqual(["x"]);
-    expect(safeSegments("C:\\Users\\me\\file.txt")).toEqual(["Users", "me", "file.txt"]);
+    expect(safeSegments("C:\\Users\\me\\file.txt", true)).toEqual(["Users", "me", "file.txt"]);
     expect(safeSegments("a/./b//c")).toEqual(["a", "b", "c"]);
   });
 
@@ -73,5 +73,67 @@ describe("conflict renaming", () => {
     };
     expect(run()).toEqual(run());
     expect(run()).toEqual(["a", "A (1)", "a (2)", "b.txt", "B (1).TXT"]);
+  });
+});
+
+describe("faithful, well-formed names", () => {
+  it("strips a drive letter only from a name a client gave, never from a stored object's", () => {
+    expect(safeSegments("C:/x.txt", true)).toEqual(["x.txt"]);
+    expect(safeSegments("C:")).toEqual(["C_"]);
+    expect(safeSegments("D:/normal.txt")).toEqual(["D_", "normal.txt"]);
+  });
+
+  it("makes lone surrogates U+FFFD, so names that would encode alike clash and are renamed", () => {
+    const names = new NameAllocator();
+    const a = safeSegment("x\ud800.txt");
+    const b = safeSegment("x\udbff.txt");
+    expect(a).toBe("x\ufffd.txt");
+    expect(names.place([a], "file", 0, "shared").path).toBe("x\ufffd.txt");
+    expect(names.place([b], "file", 1, "shared").path).toBe("x\ufffd (1).txt");
+    expect(Buffer.from(a).toString("utf8")).toBe(a);
+  });
+
+  it("replaces bidi controls and invisible characters", () => {
+    for (const ch of ["\u202e", "\u200b", "\ufeff", "\u2066", "\u200f", "\u00ad"]) expect(safeSegment(`a${ch}b`)).toBe("a_b");
+  });
+
+  it("reserves CONIN$, CONOUT$ and CLOCK$ like the other device names", () => {
+    expect(safeSegment("CONIN$")).toBe("_CONIN$");
+    expect(safeSegment("conout$.txt")).toBe("_conout$.txt");
+    expect(safeSegment("CLOCK$")).toBe("_CLOCK$");
+  });
+
+  it("compares names under full case folding", () => {
+    for (const [x, y] of [
+      ["σ.txt", "ς.txt"],
+      ["ſ.txt", "s.txt"],
+      ["µ.txt", "μ.txt"],
+      ["Straße", "STRASSE"],
+    ]) {
+      const names = new NameAllocator();
+      names.place([x as string], "file", 0, "shared");
+      expect(names.place([y as string], "file", 1, "shared").path).not.toBe(y);
+    }
+  });
+
+  it("keeps every segment at most 255 bytes after renaming, and never ending in a dot or space", () => {
+    const long = "a".repeat(300);
+    const names = new NameAllocator();
+    const first = names.place([safeSegment(long)], "file", 0, "shared").path;
+    const second = names.place([safeSegment(long)], "file", 1, "shared").path;
+    expect(Buffer.byteLength(first)).toBe(255);
+    expect(Buffer.byteLength(second)).toBeLessThanOrEqual(255);
+    expect(second).toMatch(/ \(1\)$/);
+    const dotted = safeSegment(`${"b".repeat(254)}.x`.slice(0, 255) + "yyy");
+    expect(dotted).not.toMatch(/[. ]$/);
+    const withExt = names.place([safeSegment(`${"c".repeat(251)}.pdf`)], "file", 2, "shared").path;
+    const clash = names.place([safeSegment(`${"c".repeat(251)}.pdf`)], "file", 3, "shared").path;
+    expect(withExt.endsWith(".pdf")).toBe(true);
+    expect(clash.endsWith(" (1).pdf")).toBe(true);
+    expect(Buffer.byteLength(clash)).toBeLessThanOrEqual(255);
+    const stemDot = names.place([safeSegment(`${"d".repeat(249)}.e.pdf`)], "file", 4, "shared").path;
+    const stemDotClash = names.place([safeSegment(`${"d".repeat(249)}.e.pdf`)], "file", 5, "shared").path;
+    expect(stemDot.endsWith(".pdf")).toBe(true);
+    expect(stemDotClash).not.toMatch(/\. \(1\)\.pdf$/);
   });
 });

@@ -1,5 +1,5 @@
 import { Hono } from "hono";
-import { collisionKey } from "../../archive/names.js";
+import { collisionKey, safeSegment } from "../../archive/names.js";
 import { inScope } from "../../auth.js";
 import { GatewayError } from "../../errors.js";
 import { downloadContext, planDownload, sendDownload } from "../../http/download.js";
@@ -41,7 +41,7 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
     const { zipball, resolution } = await deps.service.create({
       flavour: "box",
       items: requested,
-      filename: name,
+      filename: safeSegment(name),
       owner: caller.keyId,
       scopes: caller.scopes,
       expiresIn: deps.box.ttlSeconds,

@@ -114,7 +114,7 @@ export function zipkitRoutes(deps: ApiDeps & ZipkitDeps): Hono<AppEnv> {
 
 function safeName(name: string | undefined): string | undefined {
   if (name === undefined) return undefined;
-  const segments = safeSegments(name);
+  const segments = safeSegments(name, true);
   return segments.length === 0 ? undefined : segments.join("/");
 }
 
