@@ -1,10 +1,15 @@
-import { PassThrough, type Readable } from "node:stream";
+import { PassThrough, type Readable, Transform } from "node:stream";
+import { GatewayError, ObjectChanged } from "../errors.js";
 import type { EntryReader } from "./stream.js";
 
 export interface DeflateEntry {
   name: string;
   kind: "file" | "dir";
   mtimeMs: number;
+  /** Bytes the object had at creation: it must deliver exactly these. */
+  size: number;
+  /** An origin that gave no length: its bytes count against `maxBytes` as they come. */
+  unknownSize?: boolean | undefined;
 }
 
 /**
@@ -14,9 +19,18 @@ export interface DeflateEntry {
  * Objects are read one after another; an error destroys the output, so the
  * client sees a failed transfer rather than a short archive.
  */
-export function streamedArchive(entries: readonly DeflateEntry[], read: EntryReader, signal: AbortSignal, options: { store: boolean }): Readable {
+export function streamedArchive(
+  entries: readonly DeflateEntry[],
+  read: EntryReader,
+  signal: AbortSignal,
+  options: { store: boolean; maxBytes: number },
+): Readable {
   const out = new PassThrough({ highWaterMark: 256 * 1024 });
   let current: Readable | undefined;
+  /** Bytes read from all objects so far: the archive's limit holds here too. */
+  let total = 0;
+  const overBudget = (): GatewayError =>
+    new GatewayError(400, "too_many_bytes", `the archive would hold more than ${options.maxBytes} bytes`, { details: { limit: options.maxBytes } });
   const onAbort = (): void => {
     current?.destroy();
     out.destroy(signal.reason instanceof Error ? signal.reason : new Error("aborted"));
@@ -41,14 +55,39 @@ export function streamedArchive(entries: readonly DeflateEntry[], read: EntryRea
       }
       const body = await read(index, undefined, signal);
       if (Buffer.isBuffer(body)) {
+        total += body.length;
+        if (!entry.unknownSize && body.length !== entry.size) throw new ObjectChanged(entry.name);
+        if (total > options.maxBytes) throw overBudget();
         await add(body, entry.name, date, false);
         continue;
       }
       current = body;
+      // Every object delivers the bytes it declared, no more and no fewer; one without a
+      // declared length counts against the archive's byte limit as it streams.
+      let got = 0;
+      const counted = new Transform({
+        transform(chunk: Buffer, _enc, done) {
+          got += chunk.length;
+          total += chunk.length;
+          if (!entry.unknownSize && got > entry.size) return done(new ObjectChanged(entry.name));
+          if (total > options.maxBytes) return done(overBudget());
+          done(null, chunk);
+        },
+        flush(done) {
+          done(!entry.unknownSize && got !== entry.size ? new ObjectChanged(entry.name) : null);
+        },
+      });
       // zip-stream does not see errors of its source; forward them.
-      const failed = new Promise<never>((_, reject) => body.once("error", reject));
+      const failed = new Promise<never>((_, reject) => {
+        body.once("error", (err) => {
+          counted.destroy(err);
+          reject(err);
+        });
+        counted.once("error", reject);
+      });
       failed.catch(() => {});
-      await Promise.race([add(body, entry.name, date, false), failed]);
+      body.pipe(counted);
+      await Promise.race([add(counted, entry.name, date, false), failed]);
       current = undefined;
     }
     zip.finalize();

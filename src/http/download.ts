@@ -288,7 +288,7 @@ function streamChunked(
   slot: Slot,
   controller: AbortController,
 ): Response {
-  const body: Readable = streamedArchive(download.entries, service.reader(download), controller.signal, mode);
+  const body: Readable = streamedArchive(download.entries, service.reader(download), controller.signal, { ...mode, maxBytes: service.maxBytes });
   return sendBody(opts.outgoing, 200, headers, body as Readable & AsyncIterable<Buffer>, undefined, controller, opts, slot, download);
 }
 

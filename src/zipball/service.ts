@@ -92,6 +92,11 @@ export class ZipballService {
     return this.#opts.storage;
   }
 
+  /** The byte limit of one archive (ZIPGATE_MAX_BYTES). */
+  get maxBytes(): number {
+    return this.#opts.maxBytes;
+  }
+
   /** Resolves the items (limits, missing objects, names), then signs and stores the manifest. */
   async create(input: CreateInput, now = Date.now()): Promise<{ zipball: Zipball; resolution: Resolution }> {
     checkScopes(
@@ -242,7 +247,7 @@ export class ZipballService {
     const download = prepare({ manifest, entries: resolution.entries }, new Set());
     if (download.chunked) {
       const entries = download.zipball.entries;
-      return { body: streamedArchive(entries, this.reader(download), signal, { store: true }), length: undefined };
+      return { body: streamedArchive(entries, this.reader(download), signal, { store: true, maxBytes: this.#opts.maxBytes }), length: undefined };
     }
     const body = await openArchiveRange({
       layout: download.layout,

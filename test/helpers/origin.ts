@@ -105,6 +105,22 @@ export async function startOrigin(): Promise<Origin> {
         res.end("without a length");
         return;
       }
+      case "/no-length-big": {
+        // 2 MiB with no length given, ever.
+        res.writeHead(200, { "transfer-encoding": "chunked" });
+        if (req.method === "HEAD") return void res.end();
+        for (let i = 0; i < 32; i++) res.write(Buffer.alloc(64 * 1024, 3));
+        res.end();
+        return;
+      }
+      case "/grows": {
+        // Says 16 bytes at creation, then sends 2 MiB without a length.
+        if (req.method === "HEAD") return void res.writeHead(200, { "content-length": 16 }).end();
+        res.writeHead(200, { "transfer-encoding": "chunked" });
+        for (let i = 0; i < 32; i++) res.write(Buffer.alloc(64 * 1024, 4));
+        res.end();
+        return;
+      }
       default:
         res.writeHead(404).end();
     }
