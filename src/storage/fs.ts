@@ -123,7 +123,10 @@ export async function createFsStorage(options: FsStorageOptions): Promise<Storag
         return await handle.readFile();
       } catch (err) {
         if (isCode(err, "ENOENT")) return null;
-        throw mapFsError(err, key);
+        // The gateway's own state (a manifest made a folder, unreadable): the store's
+        // failure, a 5xx that names no internal path.
+        const mapped = mapFsError(err, key);
+        throw mapped.status < 500 ? new StorageUnavailable("the store's state could not be read", err) : mapped;
       } finally {
         await handle?.close();
       }

@@ -46,7 +46,7 @@ export interface S3StorageOptions {
   timeoutMs?: number;
 }
 
-const NOT_FOUND = new Set(["NoSuchKey", "NotFound", "NoSuchBucket"]);
+const NOT_FOUND = new Set(["NoSuchKey", "NotFound"]);
 const BAD_CREDENTIALS = new Set(["SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidToken", "ExpiredToken", "InvalidClientTokenId"]);
 
 /**
@@ -108,10 +108,25 @@ export function createS3Storage(options: S3StorageOptions): Storage {
     if (name === "AbortError") return new StorageUnavailable("the read was aborted", err);
     if (name === "TimeoutError") return new StorageTimeout("the object store stopped answering", err);
     if (BAD_CREDENTIALS.has(name)) return new GatewayError(502, "storage_credentials", "the object store rejected the gateway's credentials", { cause: err });
+    // The store's configuration is wrong, not the request: never "object not found".
+    if (name === "NoSuchBucket") return new GatewayError(502, "storage_bucket_missing", "the object store has no such bucket", { cause: err });
     if (NOT_FOUND.has(name) || status === 404) return new ObjectNotFound(key, err);
     if (status === 412 || name === "PreconditionFailed") return new ObjectChanged(key, err);
     if (status === 403 || name === "AccessDenied") return new ObjectAccessDenied(key, err);
     return new StorageUnavailable("the object store failed", err);
+  };
+
+  const explain = async (key: string, fallback: GatewayError, signal: AbortSignal | undefined): Promise<GatewayError> => {
+    try {
+      const res = await timed(signal, (abortSignal) =>
+        client.send(new GetObjectCommand({ Bucket: bucket, Key: base + key, Range: "bytes=0-0" }), { abortSignal }),
+      );
+      (res.Body as Readable | undefined)?.destroy();
+      return fallback;
+    } catch (err) {
+      const why = mapError(err, key);
+      return why.code === "storage_credentials" || why.code === "storage_bucket_missing" ? why : fallback;
+    }
   };
 
   const info = (key: string, o: { ContentLength?: number; Size?: number; LastModified?: Date; ETag?: string }): ObjectInfo => ({
@@ -132,7 +147,11 @@ export function createS3Storage(options: S3StorageOptions): Storage {
         );
         return { ...info(key, head), crc32: fullObjectCrc32(head.ChecksumCRC32, head.ChecksumType) };
       } catch (err) {
-        throw mapError(err, key);
+        const mapped = mapError(err, key);
+        // A HEAD answer has no body, so a 403 or 404 does not say why; a one-byte GET
+        // does (a wrong secret, a missing bucket), so both are told apart as for folders.
+        if (mapped instanceof ObjectAccessDenied || mapped instanceof ObjectNotFound) throw await explain(key, mapped, opts.signal);
+        throw mapped;
       }
     },
 
@@ -193,6 +212,8 @@ export function createS3Storage(options: S3StorageOptions): Storage {
       } catch (err) {
         const mapped = mapError(err, key);
         if (mapped instanceof ObjectNotFound) return null;
+        // The gateway's own state: a refusal is the store's failure, and names no internal path.
+        if (mapped.status < 500) throw new StorageUnavailable("the store's state could not be read", err);
         throw mapped;
       }
     },

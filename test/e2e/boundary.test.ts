@@ -119,6 +119,32 @@ describe("the store's boundary: no symbolic link is followed, at any depth", () 
   });
 });
 
+describe("a zipball whose state in the store cannot be read", () => {
+  it("answers a 5xx that names no internal path (a manifest made a folder)", async () => {
+    const dir = await tempDir();
+    const root = join(dir.path, "store");
+    await writeTree(root, { "a.txt": "alpha" });
+    const first = await startGateway({ root });
+    const res = await first.post("/v2/zipball", { objects: [{ path: "/a.txt" }] });
+    const url = ((await res.json()) as { data: { ball_id: string; urls: { url: string } } }).data;
+    await first.close();
+    const manifest = join(root, ".zipgate/zipballs", url.ball_id, "manifest");
+    await rm(manifest);
+    await mkdir(manifest);
+    // A fresh process: nothing cached, the state is read from the store.
+    const gw = await startGateway({ root });
+    try {
+      const get = await status(await fetch(local(gw, url.urls.url)));
+      expect(get.status).toBeGreaterThanOrEqual(500);
+      expect(get.body).not.toContain(".zipgate");
+      expect(get.body).not.toContain("manifest");
+    } finally {
+      await gw.close();
+      await dir.cleanup();
+    }
+  });
+});
+
 describe("secrets stay out of logs and are kept owner-only", () => {
   it("logs a failing URL object as scheme, host and path only, and keeps huge ones short", async () => {
     const dir = await tempDir();

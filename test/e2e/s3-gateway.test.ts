@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { DeleteObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createS3Storage } from "../../src/storage/s3.js";
 import { tempDir } from "../helpers/archive.js";
 import { local, type RunningGateway, startGateway } from "../helpers/gateway.js";
 import { adminClient, freshPrefix, putObjects, s3Env, s3Server, s3Storage } from "../helpers/s3.js";
@@ -157,9 +158,35 @@ describe("gateway on the S3 store (Swift s3api over HTTP)", () => {
       expect(e502).toMatchObject({ status: 502, code: "storage_credentials" });
       expect(e502.message).toMatch(/credentials/);
       expect(e502.message).not.toContain(bucket());
+      // A path is stat'ed with HEAD, whose 403 says nothing: the same answer as for a folder.
+      const path502 = await errorOf(await badSecret.post("/v2/zipball", { objects: [{ path: "/docs/a.txt" }] }));
+      expect(path502).toMatchObject({ status: 502, code: "storage_credentials" });
     } finally {
       await denied.close();
       await badSecret.close();
+    }
+  });
+
+  it("reports a missing bucket as the store's misconfiguration, never as a missing object", async () => {
+    const s3 = s3Server();
+    const storage = createS3Storage({
+      bucket: "zipgate-no-such-bucket",
+      endpoint: s3.endpoint,
+      region: s3.region,
+      forcePathStyle: true,
+      credentials: s3.admin,
+    });
+    const gw = await startGateway({ storage });
+    try {
+      for (const objects of [[{ path: "/docs/a.txt" }], [{ folder: "/docs" }]]) {
+        const err = await errorOf(await gw.post("/v2/zipball", { objects }));
+        expect(err).toMatchObject({ status: 502, code: "storage_bucket_missing" });
+      }
+      const ready = await fetch(`${gw.url}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(await ready.json()).toEqual({ ready: false, reason: "storage_bucket_missing" });
+    } finally {
+      await gw.close();
     }
   });
 
