@@ -177,6 +177,21 @@ function answer(batch) {
 const opened = new Map();
 
 /**
+ * Throws EILSEQ naming (percent-escaped) the first entry of `dir` whose name is not UTF-8.
+ * @param {string} dir
+ * @param {string} keyPrefix
+ */
+function undecodable(dir, keyPrefix) {
+  for (const raw of readdirSync(dir, { encoding: "buffer" })) {
+    if (Buffer.from(raw.toString("utf8")).equals(raw)) continue;
+    const escaped = Array.from(raw, (b) =>
+      b >= 0x21 && b < 0x7f && b !== 0x25 ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, "0")}`,
+    ).join("");
+    throw Object.assign(new Error(`${keyPrefix}${escaped}`), { code: "EILSEQ" });
+  }
+}
+
+/**
  * Whether the file open as `fd` is no longer the version `etag` names (read at open, with
  * its ctime then): size, mtime, inode or ctime differ.
  * @param {number} fd
@@ -272,6 +287,9 @@ function list(path, prefix, limit, cancel) {
       if (code === "ENOENT" || code === "ENOTDIR") continue;
       throw Object.assign(/** @type {Error} */ (err), { message: `${/** @type {Error} */ (err).message} (${keyPrefix})` });
     }
+    // A name that is not valid UTF-8 reaches us with U+FFFD in it and could not be opened
+    // under that name: the walk fails naming it, rather than leaving the file out unsaid.
+    if (dirents.some((d) => d.name.includes("\ufffd"))) undecodable(dir, keyPrefix);
     for (const [n, d] of dirents.entries()) {
       if ((n & 1023) === 1023 && Atomics.load(cancel, 0) === 1) throw Object.assign(new Error("the walk was cancelled"), { code: "ABORT_ERR" });
       if (!d.isFile() && !d.isDirectory()) continue; // links, sockets, devices

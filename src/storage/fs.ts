@@ -286,6 +286,10 @@ function mapFsError(err: unknown, key: string): GatewayError {
   const code = (err as NodeJS.ErrnoException | null)?.code;
   if (code === "ENOENT" || code === "ENOTDIR" || code === "ELOOP" || code === "EISDIR") return new ObjectNotFound(key, err);
   if (code === "ECHANGED") return new ObjectChanged(key, err);
+  if (code === "EILSEQ") {
+    const name = `/${(err as Error).message.slice(0, 300)}`;
+    return new GatewayError(400, "undecodable_name", `a name in the store is not valid UTF-8: ${name}`, { cause: err, details: { path: name } });
+  }
   // A name the file system cannot take (a segment over 255 bytes, a path over PATH_MAX) is the request's, not the store's failure.
   if (code === "ENAMETOOLONG") {
     return new GatewayError(400, "path_too_long", `a path is too long for the store: /${key.slice(0, 200)}`, {

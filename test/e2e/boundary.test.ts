@@ -224,6 +224,16 @@ describe("nothing a folder holds is dropped silently", () => {
     for (const content of ["drive-like file", "inner", "outer"]) expect(zip.includes(Buffer.from(content)), content).toBe(true);
   });
 
+  it("refuses a folder holding a name that is not UTF-8, naming it, instead of leaving the file out", async () => {
+    await mkdir(join(root, "bad"), { recursive: true });
+    await writeFile(Buffer.concat([Buffer.from(`${root}/bad/`), Buffer.from([0x72, 0xe9, 0x73, 0x75, 0x6d, 0xe9]), Buffer.from(".txt")]), "latin-1 name");
+    await writeFile(join(root, "bad/fine.txt"), "fine");
+    const res = await gw.post("/v2/zipball", { objects: [{ folder: "/bad" }] });
+    const text = await res.text();
+    expect(res.status, text).toBe(400);
+    expect(JSON.parse(text)).toMatchObject({ error: { code: "undecodable_name", path: "/bad/r%E9sum%E9.txt" } });
+  });
+
   it("refuses a folder with a path too long to read, naming it, with a 4xx", async () => {
     const res = await gw.post("/v2/zipball", { objects: [{ folder: "/deep" }] });
     const text = await res.text();
