@@ -10,6 +10,7 @@
 import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, realpathSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { isMainThread, parentPort, workerData } from "node:worker_threads";
+import { fromRaw, toRaw } from "./fs-names.js";
 
 /**
  * A batch of requests, as columns. Request i: `ops[i]` (OP_OPEN or OP_LSTAT), the i-th path
@@ -113,13 +114,13 @@ function answer(batch) {
     try {
       // Never blocks: a FIFO or device put in place of a file opens at once, and is refused below.
       if (batch.ops[i] === OP_OPEN) {
-        fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+        fd = openSync(toRaw(path), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
         // O_NOFOLLOW guards the last component only: a link anywhere above it is refused here.
         if (openedPath(fd) !== path) throw throughLink(path);
       } else if (realPath(dirname(path)) !== dirname(path)) {
         throw throughLink(path);
       }
-      const stat = fd === -1 ? lstatSync(path, { bigint: true }) : fstatSync(fd, { bigint: true });
+      const stat = fd === -1 ? lstatSync(toRaw(path), { bigint: true }) : fstatSync(fd, { bigint: true });
       const kind = stat.isFile() ? KIND_FILE : stat.isDirectory() ? KIND_DIR : KIND_OTHER;
       const size = Number(stat.size);
       nums[at] = kind;
@@ -177,21 +178,6 @@ function answer(batch) {
 const opened = new Map();
 
 /**
- * Throws EILSEQ naming (percent-escaped) the first entry of `dir` whose name is not UTF-8.
- * @param {string} dir
- * @param {string} keyPrefix
- */
-function undecodable(dir, keyPrefix) {
-  for (const raw of readdirSync(dir, { encoding: "buffer" })) {
-    if (Buffer.from(raw.toString("utf8")).equals(raw)) continue;
-    const escaped = Array.from(raw, (b) =>
-      b >= 0x21 && b < 0x7f && b !== 0x25 ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, "0")}`,
-    ).join("");
-    throw Object.assign(new Error(`${keyPrefix}${escaped}`), { code: "EILSEQ" });
-  }
-}
-
-/**
  * Whether the file open as `fd` is no longer the version `etag` names (read at open, with
  * its ctime then): size, mtime, inode or ctime differ.
  * @param {number} fd
@@ -210,7 +196,7 @@ function changedSince(fd, etag) {
  */
 export function openedPath(fd, path) {
   try {
-    return readlinkSync(`/proc/self/fd/${fd}`);
+    return fromRaw(readlinkSync(`/proc/self/fd/${fd}`, { encoding: "buffer" }));
   } catch {
     return path === undefined ? "" : realPath(path);
   }
@@ -219,7 +205,7 @@ export function openedPath(fd, path) {
 /** @param {string} path */
 function realPath(path) {
   try {
-    return realpathSync.native(path);
+    return fromRaw(realpathSync.native(toRaw(path), { encoding: "buffer" }));
   } catch {
     return "";
   }
@@ -256,8 +242,8 @@ export function etagOf(st) {
 function list(path, prefix, limit, cancel) {
   // No component of the folder's own path may be a link either (the walk follows none below it).
   const bare = path.replace(/\/+$/, "");
-  if (realPath(bare) !== bare && lstatSync(bare, { throwIfNoEntry: false })) throw throughLink(path);
-  if (!lstatSync(path).isDirectory()) {
+  if (realPath(bare) !== bare && lstatSync(toRaw(bare), { throwIfNoEntry: false })) throw throughLink(path);
+  if (!lstatSync(toRaw(path)).isDirectory()) {
     throw Object.assign(new Error(`not a folder: ${prefix}`), { code: "ENOTDIR" });
   }
   /** @type {string[]} */
@@ -278,40 +264,39 @@ function list(path, prefix, limit, cancel) {
   walk: for (let next = 0; next < dirs.length; next++) {
     if (Atomics.load(cancel, 0) === 1) throw Object.assign(new Error("the walk was cancelled"), { code: "ABORT_ERR" });
     const [dir, keyPrefix] = /** @type {[string, string]} */ (dirs[next]);
-    /** @type {import("node:fs").Dirent[]} */
+    /** @type {import("node:fs").Dirent<Buffer>[]} */
     let dirents;
     try {
-      dirents = readdirSync(dir, { withFileTypes: true });
+      // As bytes: a name that is not UTF-8 is kept (escaped), never lost.
+      dirents = readdirSync(toRaw(dir), { withFileTypes: true, encoding: "buffer" });
     } catch (err) {
       const code = /** @type {NodeJS.ErrnoException} */ (err).code;
       if (code === "ENOENT" || code === "ENOTDIR") continue;
       throw Object.assign(/** @type {Error} */ (err), { message: `${/** @type {Error} */ (err).message} (${keyPrefix})` });
     }
-    // A name that is not valid UTF-8 reaches us with U+FFFD in it and could not be opened
-    // under that name: the walk fails naming it, rather than leaving the file out unsaid.
-    if (dirents.some((d) => d.name.includes("\ufffd"))) undecodable(dir, keyPrefix);
     for (const [n, d] of dirents.entries()) {
       if ((n & 1023) === 1023 && Atomics.load(cancel, 0) === 1) throw Object.assign(new Error("the walk was cancelled"), { code: "ABORT_ERR" });
       if (!d.isFile() && !d.isDirectory()) continue; // links, sockets, devices
+      const name = fromRaw(d.name);
       let stat;
       try {
-        stat = lstatSync(join(dir, d.name), { bigint: true });
+        stat = lstatSync(toRaw(join(dir, name)), { bigint: true });
       } catch (err) {
         // Removed since readdir; anything else (a path too long to name) fails the walk,
         // naming the entry, rather than leaving it out unsaid.
         if (/** @type {NodeJS.ErrnoException} */ (err).code === "ENOENT") continue;
-        throw Object.assign(/** @type {Error} */ (err), { message: `cannot read ${keyPrefix}${d.name}: ${/** @type {Error} */ (err).message}` });
+        throw Object.assign(/** @type {Error} */ (err), { message: `cannot read ${keyPrefix}${name}: ${/** @type {Error} */ (err).message}` });
       }
       const isFile = stat.isFile();
       if (!isFile && !stat.isDirectory()) continue;
-      const key = isFile ? keyPrefix + d.name : `${keyPrefix + d.name}/`;
+      const key = isFile ? keyPrefix + name : `${keyPrefix + name}/`;
       if (!wide && WIDE.test(key)) wide = true;
       keys.push(key);
       etags.push(isFile ? etagOf(stat) : "");
       sizes.push(Number(stat.size));
       mtimes.push(Number(stat.mtimeMs));
       kinds.push(isFile ? 1 : 0);
-      if (!isFile) dirs.push([join(dir, d.name), key]);
+      if (!isFile) dirs.push([join(dir, name), key]);
       else if (++files > limit) break walk;
     }
   }

@@ -6,6 +6,7 @@ import { Readable } from "node:stream";
 import { promisify } from "node:util";
 import { GatewayError, ObjectAccessDenied, ObjectChanged, ObjectNotFound, StateUnwritable, StorageUnavailable } from "../errors.js";
 import { readBuffers } from "../util/buffer-pool.js";
+import { toRaw } from "./fs-names.js";
 import { etagOf, openedPath, throughLink } from "./fs-worker.js";
 import { FsWorkers } from "./fs-workers.js";
 import { isReserved } from "./keys.js";
@@ -178,7 +179,7 @@ async function openStream(
   signal: AbortSignal | undefined,
 ): Promise<Readable> {
   // O_NONBLOCK: a FIFO put in place of the file must not block the open (it is refused below).
-  const fd = await openFile(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch((err: unknown) => {
+  const fd = await openFile(toRaw(path), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch((err: unknown) => {
     throw mapFsError(err, key);
   });
   try {
@@ -286,10 +287,6 @@ function mapFsError(err: unknown, key: string): GatewayError {
   const code = (err as NodeJS.ErrnoException | null)?.code;
   if (code === "ENOENT" || code === "ENOTDIR" || code === "ELOOP" || code === "EISDIR") return new ObjectNotFound(key, err);
   if (code === "ECHANGED") return new ObjectChanged(key, err);
-  if (code === "EILSEQ") {
-    const name = `/${(err as Error).message.slice(0, 300)}`;
-    return new GatewayError(400, "undecodable_name", `a name in the store is not valid UTF-8: ${name}`, { cause: err, details: { path: name } });
-  }
   // A name the file system cannot take (a segment over 255 bytes, a path over PATH_MAX) is the request's, not the store's failure.
   if (code === "ENAMETOOLONG") {
     return new GatewayError(400, "path_too_long", `a path is too long for the store: /${key.slice(0, 200)}`, {
