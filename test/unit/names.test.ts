@@ -124,7 +124,9 @@ describe("faithful, well-formed names", () => {
     expect(Buffer.byteLength(first)).toBe(255);
     expect(Buffer.byteLength(second)).toBeLessThanOrEqual(255);
     expect(second).toMatch(/ \(1\)$/);
-    const dotted = safeSegment(`${"b".repeat(254)}.x`.slice(0, 255) + "yyy");
+    // Cut at 255 bytes right after a dot: the dot rule applies to the cut name.
+    const dotted = safeSegment(`${"b".repeat(254)}.xyyy`);
+    expect(Buffer.byteLength(dotted)).toBe(255);
     expect(dotted).not.toMatch(/[. ]$/);
     const withExt = names.place([safeSegment(`${"c".repeat(251)}.pdf`)], "file", 2, "shared").path;
     const clash = names.place([safeSegment(`${"c".repeat(251)}.pdf`)], "file", 3, "shared").path;
