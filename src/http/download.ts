@@ -45,7 +45,7 @@ export type DownloadPlan =
  * requests, a single byte range. HEAD, 304, 412 and 416 are answered here, before
  * anything is claimed or read.
  */
-export function planDownload(download: Download, req: { method: string; headers: Headers; requestId: string }): DownloadPlan {
+export function planDownload(download: Download, req: { method: string; headers: Headers; requestId: string; oneShot?: boolean }): DownloadPlan {
   const now = Date.now();
   const deflate = download.zipball.manifest.compression === "deflate";
   const chunked = deflate || download.chunked;
@@ -53,7 +53,8 @@ export function planDownload(download: Download, req: { method: string; headers:
   const headers = new Headers({
     "Content-Type": "application/zip",
     "Content-Disposition": contentDisposition(download.filename),
-    "Cache-Control": `public, max-age=${maxAge}, immutable`,
+    // A one-shot URL (Box) is one user's and is used up: no cache may keep or share it.
+    "Cache-Control": req.oneShot ? "private, no-store" : `public, max-age=${maxAge}, immutable`,
     Expires: download.expiresAt.toUTCString(),
     "X-Content-Type-Options": "nosniff",
     "X-Request-Id": req.requestId,

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { Agent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
 import { Readable } from "node:stream";
@@ -47,6 +48,8 @@ export interface S3StorageOptions {
 }
 
 const NOT_FOUND = new Set(["NoSuchKey", "NotFound"]);
+/** How long a read-back claim waits for other contenders' writes to land before reading. */
+const CLAIM_SETTLE_MS = 100;
 const BAD_CREDENTIALS = new Set(["SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidToken", "ExpiredToken", "InvalidClientTokenId"]);
 
 /**
@@ -241,15 +244,30 @@ export function createS3Storage(options: S3StorageOptions): Storage {
             conditionalPut = false;
           }
         }
-        const exists = await timed(opts.signal, (abortSignal) => client.send(new HeadObjectCommand({ Bucket: bucket, Key: base + key }), { abortSignal })).then(
-          () => true,
-          (err) => {
-            if (mapError(err, key) instanceof ObjectNotFound) return false;
-            throw err;
-          },
-        );
-        if (exists) return false;
+        // The store has no conditional PUT: claim with a marker that is read back. Every
+        // contender writes its own token, waits, and reads; the last write is what all of
+        // them read, so one wins. Contenders further apart than the wait see the object.
+        const exists = async (k: string): Promise<boolean> =>
+          timed(opts.signal, (abortSignal) => client.send(new HeadObjectCommand({ Bucket: bucket, Key: base + k }), { abortSignal })).then(
+            () => true,
+            (err) => {
+              if (mapError(err, k) instanceof ObjectNotFound) return false;
+              throw err;
+            },
+          );
+        const marker = `${key}.claim`;
+        if ((await exists(key)) || (await exists(marker))) return false;
+        const token = randomUUID();
+        await timed(opts.signal, (abortSignal) => client.send(new PutObjectCommand({ Bucket: bucket, Key: base + marker, Body: token }), { abortSignal }));
+        await new Promise((r) => setTimeout(r, CLAIM_SETTLE_MS));
+        const read = await timed(opts.signal, async (abortSignal) => {
+          const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: base + marker }), { abortSignal });
+          return Buffer.from(await (res.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray()).toString("utf8");
+        });
+        if (read !== token) return false;
         await put();
+        // The marker stays: deleting it would let a contender that checked the object just
+        // before it was written pass the marker check just after.
         return true;
       } catch (err) {
         throw mapError(err, key);

@@ -95,7 +95,7 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
     const skipped = progress ? new Set(progress.skipped) : await deps.service.unreadable(pinned, c.req.raw.signal);
     const download = deps.service.without(pinned, skipped);
     // HEAD, 304, 412 and 416 are answered before anything is claimed or counted.
-    const plan = planDownload(download, { method: c.req.method, headers: c.req.raw.headers, requestId: c.get("requestId") });
+    const plan = planDownload(download, { method: c.req.method, headers: c.req.raw.headers, requestId: c.get("requestId"), oneShot: true });
     if (plan.kind === "answer") return plan.response;
 
     if ((active.get(owner) ?? 0) >= deps.box.maxConcurrent) {
@@ -103,6 +103,16 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
     }
     // A slot first: a busy or draining gateway answers 503 without using up the URL.
     const slot = deps.lifecycle.admit();
+    // Counted at once, before any await: twenty requests in one turn cannot all pass the check.
+    active.set(owner, (active.get(owner) ?? 0) + 1);
+    let ended = false;
+    let tracker: ReturnType<typeof progressTracker> | undefined;
+    const end = (ok: boolean): void => {
+      if (ended) return;
+      ended = true;
+      active.set(owner, Math.max(0, (active.get(owner) ?? 1) - 1));
+      tracker?.end(ok, download);
+    };
     const now = new Date().toISOString();
     const state: DownloadProgress = progress
       ? { ...progress, state: "in_progress", updated_at: now }
@@ -123,19 +133,13 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
       }
     } catch (err) {
       slot.release();
+      end(false);
       throw err;
     }
-    active.set(owner, (active.get(owner) ?? 0) + 1);
-    const tracker = progressTracker(id, state, deps);
-    let ended = false;
-    const end = (ok: boolean): void => {
-      if (ended) return;
-      ended = true;
-      active.set(owner, Math.max(0, (active.get(owner) ?? 1) - 1));
-      tracker.end(ok, download);
-    };
+    const running = progressTracker(id, state, deps);
+    tracker = running;
     const context = downloadContext(c, deps, {
-      onFileDone: () => tracker.fileDone(),
+      onFileDone: () => running.fileDone(),
       onEnd: ({ ok }) => end(ok),
     });
     try {
