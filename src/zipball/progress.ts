@@ -14,6 +14,10 @@ export interface DownloadProgress {
   owner: string;
   /** Pinned entries left out at the start (deleted or unreadable by then). */
   skipped: number[];
+  /** Who claimed the URL (a digest of client address and user agent): only they may come back, briefly. */
+  claimant?: string | undefined;
+  /** The first body was a byte range (a probe): its claimant may still fetch the whole. */
+  claimed_by_range?: boolean | undefined;
 }
 
 /**

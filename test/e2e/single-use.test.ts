@@ -70,6 +70,21 @@ for (const make of [folderStore, swiftStore]) {
       for (const r of results.filter((r) => r.status !== 200)) expect([404, 429]).toContain(r.status);
     });
 
+    it("lets a download manager probe with a 1-byte range and then fetch, and nobody else", async () => {
+      const path = await boxUrl(a, "/docs/a.txt");
+      const manager = { "user-agent": "DownloadManager/1.0" };
+      const probe = await fetch(local(a, `http://x${path}`), { headers: { ...manager, range: "bytes=0-0" } });
+      expect(probe.status).toBe(206);
+      expect((await probe.arrayBuffer()).byteLength).toBe(1);
+      // The real GET, on the other replica: the same download, within the claim window.
+      const real = await fetch(local(b, `http://x${path}`), { headers: manager });
+      expect(real.status).toBe(200);
+      expect((await real.arrayBuffer()).byteLength).toBe(Number(real.headers.get("content-length")));
+      const other = await fetch(local(a, `http://x${path}`), { headers: { "user-agent": "SomeoneElse/2.0" } });
+      expect(other.status).toBe(404);
+      await other.arrayBuffer();
+    });
+
     it("runs at most ZIPGATE_BOX_MAX_DOWNLOADS (5) downloads of one key at once in a process, however many arrive together", async () => {
       const paths = await Promise.all(Array.from({ length: 20 }, () => boxUrl(a, "/big/one.bin")));
       const responses = await Promise.all(paths.map((p) => fetch(local(a, `http://x${p}`))));

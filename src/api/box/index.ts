@@ -1,4 +1,6 @@
-import { Hono } from "hono";
+import { createHash } from "node:crypto";
+import type { HttpBindings } from "@hono/node-server";
+import { type Context, Hono } from "hono";
 import { collisionKey, safeSegment } from "../../archive/names.js";
 import { inScope } from "../../auth.js";
 import { GatewayError } from "../../errors.js";
@@ -14,6 +16,11 @@ import type { ApiDeps, AppEnv } from "../deps.js";
 
 /** A status stays readable this long after its download started. */
 const STATUS_LIFETIME_MS = 12 * 3600 * 1000;
+/**
+ * After the first body, the client that claimed a URL may GET it again (ranged or whole)
+ * for this long: download managers probe with `Range: bytes=0-0`, then fetch for real.
+ */
+const CLAIM_WINDOW_MS = 60_000;
 /** Progress is written at most this often while a download runs. */
 const PROGRESS_INTERVAL_MS = 1000;
 
@@ -80,7 +87,16 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
     const id = c.req.param("id");
     const progress = isUuidV4(id) ? await deps.progress.get(id) : null;
     const started = progress !== null && Date.now() - Date.parse(progress.started_at) < STATUS_LIFETIME_MS;
-    if (progress && !deps.box.allowResume) throw new GatewayError(404, "not_found", "this download URL has already been used");
+    const claimant = clientOf(c);
+    // The claimant's own follow-up GETs within the window are the same download: after a
+    // ranged first body (a download manager's probe) or one that failed (a resume). A whole
+    // first body has used the URL up, however it is still going.
+    const again =
+      progress !== null &&
+      progress.claimant === claimant &&
+      Date.now() - Date.parse(progress.started_at) < CLAIM_WINDOW_MS &&
+      (progress.claimed_by_range === true || progress.state === "failed");
+    if (progress && !deps.box.allowResume && !again) throw new GatewayError(404, "not_found", "this download URL has already been used");
     // A download that started stays valid for that download, even past expires_at.
     const pinned = await deps.service.open(id, { allowExpired: started }).catch((err: unknown) => {
       // Box answers an expired download URL like an unknown one.
@@ -126,6 +142,8 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
           updated_at: now,
           owner,
           skipped: [...skipped].sort((a, b) => a - b),
+          claimant,
+          claimed_by_range: plan.status === 206,
         };
     try {
       if (!progress && !(await deps.progress.claim(id, state)) && !deps.box.allowResume) {
@@ -168,6 +186,15 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
   });
 
   return app;
+}
+
+/** Who is asking, as far as a URL without a key can tell: client address and user agent, digested. */
+function clientOf(c: Context<AppEnv>): string {
+  const address = (c.env as HttpBindings | undefined)?.incoming?.socket?.remoteAddress ?? "";
+  return createHash("sha256")
+    .update(`${address}\n${c.req.header("user-agent") ?? ""}`)
+    .digest("base64url")
+    .slice(0, 22);
 }
 
 function parseItems(value: unknown, max: number): BoxItem[] {
