@@ -28,6 +28,11 @@ export interface Destination {
   forcePathStyle: boolean;
   /** Explicit keys; otherwise the SDK's standard credential chain. */
   credentials: { accessKeyId: string; secretAccessKey: string } | undefined;
+  /**
+   * Where each API key's job outputs go: `{key_id}` is replaced by the caller's key id, so
+   * one key can neither overwrite nor place objects beside another's. @default "{key_id}/"
+   */
+  prefix: string;
 }
 
 export interface ApiKey {
@@ -252,7 +257,13 @@ function parseDestinations(text: string | undefined, problems: string[]): Destin
       problems.push(`${where} needs both access_key_id and secret_access_key`);
       continue;
     }
+    const prefix = d.prefix === undefined ? "{key_id}/" : d.prefix;
+    if (typeof prefix !== "string" || prefix.startsWith("/") || prefix.split("/").some((seg) => seg === "." || seg === "..")) {
+      problems.push(`${where}.prefix must be a key prefix such as "exports/{key_id}/"`);
+      continue;
+    }
     out.push({
+      prefix,
       bucket: d.bucket,
       service,
       region: typeof d.region === "string" ? d.region : service === "r2" ? "auto" : "us-east-1",
@@ -266,6 +277,16 @@ function parseDestinations(text: string | undefined, problems: string[]): Destin
 
 /** Longest duration of a timer-backed setting: Node's timers hold at most about 24.8 days. */
 const MAX_TIMER_SECONDS = 7 * 86_400;
+
+/**
+ * Whether job outputs could land among the store's own keys: the same bucket on the same
+ * endpoint, and neither prefix inside the other (the destination's up to its first `{`).
+ */
+function overlapsStore(d: Destination, storage: StorageConfig): boolean {
+  if (storage.kind !== "s3" || d.bucket !== storage.bucket || (d.endpoint ?? "") !== (storage.endpoint ?? "")) return false;
+  const fixed = d.prefix.split("{", 1)[0] ?? "";
+  return fixed.startsWith(storage.prefix) || storage.prefix.startsWith(fixed);
+}
 
 /** A duration variable (`90`, `2m`) in seconds, from `min` to a week. */
 function seconds(env: Record<string, string | undefined>, name: string, fallback: number, problems: string[], min = 1): number {
@@ -358,8 +379,16 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       problems.push(`ZIPGATE_URL_ALLOW: "${entry}" has a bad prefix length`);
     }
   }
+  const destinations = parseDestinations(env.ZIPGATE_DESTINATIONS, problems);
+  for (const [i, d] of destinations.entries()) {
+    if (overlapsStore(d, storage)) {
+      problems.push(
+        `ZIPGATE_DESTINATIONS[${i}] (bucket ${d.bucket}, prefix "${d.prefix}") overlaps the store: jobs could overwrite its objects or its .zipgate/ state`,
+      );
+    }
+  }
   const jobs = {
-    destinations: parseDestinations(env.ZIPGATE_DESTINATIONS, problems),
+    destinations,
     concurrency: int(env, "ZIPGATE_JOB_CONCURRENCY", 2, 1, 64, problems),
     leaseMs: 30_000,
     webhook: undefined as Config["jobs"]["webhook"],

@@ -2,6 +2,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, type S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { keyId } from "../../src/auth.js";
 import { tempDir, writeTree } from "../helpers/archive.js";
 import { type RunningGateway, startGateway, TEST_KEY } from "../helpers/gateway.js";
 import { type Origin, startOrigin } from "../helpers/origin.js";
@@ -13,6 +14,9 @@ const BUCKET = "zipgate-jobs";
 const WEBHOOK_SECRET = "webhook-secret-0123456789";
 
 type Job = Record<string, any>;
+
+/** Where the test key's outputs go: the default destination prefix is the caller's key id. */
+const OWN = `${keyId(TEST_KEY)}/`;
 
 describe("ZipKit-style jobs writing zips into a bucket (Swift)", () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;
@@ -84,6 +88,25 @@ describe("ZipKit-style jobs writing zips into a bucket (Swift)", () => {
     await dir.cleanup();
   });
 
+  it("keeps each key's outputs under its own prefix: the same key name from two API keys gives two objects", async () => {
+    const other = "second-key-0123456789abcdef";
+    const two = await startGateway({ root, env: { ...env, ZIPGATE_API_KEYS: `${TEST_KEY},${other}`, ZIPGATE_WEBHOOK_URL: "" } });
+    try {
+      const mine = await submit({ urls: [{ url: `${origin.url}/files/a.txt` }], bucket_name: BUCKET, key: "shared/same.zip" }, two);
+      const res = await two.post("/api/v1/zips", { urls: [{ url: `${origin.url}/files/b.bin` }], bucket_name: BUCKET, key: "shared/same.zip" }, other);
+      expect(res.status).toBe(201);
+      const theirs = (await res.json()) as Job & { key: string };
+      expect((mine as Job & { key: string }).key).toBe(`${OWN}shared/same.zip`);
+      expect(theirs.key).toBe(`${keyId(other)}/shared/same.zip`);
+      expect((await settle(mine.uuid, two)).status).toBe("succeeded");
+      await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: `${OWN}shared/same.zip` }));
+      const bad = await two.post("/api/v1/zips", { urls: [{ url: `${origin.url}/files/a.txt` }], bucket_name: BUCKET, key: "../escape.zip" });
+      expect(bad.status).toBe(400);
+    } finally {
+      await two.close();
+    }
+  });
+
   it("zips URLs into the bucket, records size and ETag, and signs a zip.completed webhook delivered after retries", async () => {
     const job = await submit({
       urls: [
@@ -102,7 +125,7 @@ describe("ZipKit-style jobs writing zips into a bucket (Swift)", () => {
     expect(done.status).toBe("succeeded");
     expect(done.result.size).toBeGreaterThan(9 * 1024 * 1024);
     expect(done.result.etag).toMatch(/^"/);
-    const object = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: "exports/first.zip" }));
+    const object = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: `${OWN}exports/first.zip` }));
     expect(object.Metadata?.customer).toBe("acme");
     const bytes = Buffer.from(await (object.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
     expect(bytes.length).toBe(done.result.size);
@@ -114,7 +137,7 @@ describe("ZipKit-style jobs writing zips into a bucket (Swift)", () => {
       { name: "docs/a (1).txt", sha256: sha256("alpha") },
       { name: "notes.txt", sha256: sha256("stored notes") },
     ]);
-    await noUploadsLeft("exports/first.zip");
+    await noUploadsLeft(`${OWN}exports/first.zip`);
 
     const delivered = await settle(job.uuid, gw, (j) => j.webhook?.state === "delivered");
     expect(delivered.webhook.attempts).toBe(3);
@@ -132,10 +155,10 @@ describe("ZipKit-style jobs writing zips into a bucket (Swift)", () => {
     const done = await settle(job.uuid);
     expect(done.status).toBe("failed");
     expect(done.error).toMatchObject({ type: "source_error", code: "not_found", url: `${origin.url}/missing` });
-    await expect(client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: "exports/broken.zip" }))).rejects.toMatchObject({
+    await expect(client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: `${OWN}exports/broken.zip` }))).rejects.toMatchObject({
       $metadata: { httpStatusCode: 404 },
     });
-    await noUploadsLeft("exports/broken.zip");
+    await noUploadsLeft(`${OWN}exports/broken.zip`);
     const failed = await settle(job.uuid, gw, (j) => j.webhook?.state === "delivered");
     expect(hook.events.find((e) => e.data.uuid === failed.uuid)?.type).toBe("zip.failed");
   });
@@ -145,10 +168,10 @@ describe("ZipKit-style jobs writing zips into a bucket (Swift)", () => {
     const done = await settle(job.uuid);
     expect(done.status).toBe("failed");
     expect(done.error.type, JSON.stringify(done.error)).toBe("source_error");
-    await expect(client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: "exports/reset.zip" }))).rejects.toMatchObject({
+    await expect(client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: `${OWN}exports/reset.zip` }))).rejects.toMatchObject({
       $metadata: { httpStatusCode: 404 },
     });
-    await noUploadsLeft("exports/reset.zip");
+    await noUploadsLeft(`${OWN}exports/reset.zip`);
   });
 
   it("runs a job again from the start when the gateway restarts while it is processing", async () => {
@@ -162,7 +185,7 @@ describe("ZipKit-style jobs writing zips into a bucket (Swift)", () => {
       const done = await settle(job.uuid, second);
       expect(done.status).toBe("succeeded");
       expect(done.attempts).toBe(2);
-      await noUploadsLeft("exports/restarted.zip");
+      await noUploadsLeft(`${OWN}exports/restarted.zip`);
     } finally {
       await second.close();
     }

@@ -59,4 +59,20 @@ describe("configuration", () => {
     expect(loadConfig({ HOST: "0.0.0.0", PORT: "9000" }).publicUrl).toBe("http://127.0.0.1:9000");
     expect(loadConfig({ ZIPGATE_PUBLIC_URL: "https://dl.example.com/zips/" }).publicUrl).toBe("https://dl.example.com/zips");
   });
+
+  it("confines job outputs to each key's prefix, and refuses destinations that overlap the store", () => {
+    const dest = (extra: Record<string, unknown>) => JSON.stringify([{ bucket: "shared", endpoint: "http://s3.local", ...extra }]);
+    expect(loadConfig({ ZIPGATE_DESTINATIONS: dest({}) }).jobs.destinations[0]?.prefix).toBe("{key_id}/");
+    const store = { ZIPGATE_STORAGE: "s3://shared/data", AWS_ENDPOINT_URL_S3: "http://s3.local" };
+    // A separate prefix of the store's own bucket is fine; the store's prefix, or all of the bucket, is not.
+    expect(loadConfig({ ...store, ZIPGATE_DESTINATIONS: dest({ prefix: "exports/{key_id}/" }) }).jobs.destinations).toHaveLength(1);
+    expect(() => loadConfig({ ...store, ZIPGATE_DESTINATIONS: dest({ prefix: "data/{key_id}/" }) })).toThrow(/overlaps the store/);
+    expect(() => loadConfig({ ...store, ZIPGATE_DESTINATIONS: dest({}) })).toThrow(/overlaps the store/);
+    expect(() => loadConfig({ ZIPGATE_STORAGE: "s3://shared", AWS_ENDPOINT_URL_S3: "http://s3.local", ZIPGATE_DESTINATIONS: dest({ prefix: "x/" }) })).toThrow(
+      /overlaps the store/,
+    );
+    // Another endpoint's bucket of the same name is another bucket.
+    expect(loadConfig({ ...store, ZIPGATE_DESTINATIONS: JSON.stringify([{ bucket: "shared", endpoint: "http://other" }]) }).jobs.destinations).toHaveLength(1);
+    expect(() => loadConfig({ ZIPGATE_DESTINATIONS: dest({ prefix: "../{key_id}/" }) })).toThrow(/prefix/);
+  });
 });

@@ -42,8 +42,12 @@ export function zipkitRoutes(deps: ApiDeps & ZipkitDeps): Hono<AppEnv> {
     const service = body.service ?? "s3";
     if (service !== "s3" && service !== "r2") throw new GatewayError(400, "invalid_field", `"service" must be "s3" or "r2"`);
     if (service !== dest.service) throw new GatewayError(400, "invalid_field", `bucket ${dest.bucket} is an ${dest.service} destination`);
-    const key = optionalString(body.key, "key", 1024);
-    if (key === undefined || key.startsWith("/")) throw new GatewayError(400, "invalid_field", `"key" must be an object key (no leading "/")`);
+    const given = optionalString(body.key, "key", 1024);
+    if (given === undefined || given.startsWith("/") || given.split("/").some((seg) => seg === "." || seg === "..")) {
+      throw new GatewayError(400, "invalid_field", `"key" must be an object key (no leading "/", no "." or ".." segments)`);
+    }
+    // Confined to the caller's own prefix in the bucket: another key's outputs are out of reach.
+    const key = dest.prefix.replaceAll("{key_id}", caller.keyId) + given;
     const metadata = parseMetadata(body.metadata);
 
     const parsedUrls = [];
