@@ -44,6 +44,7 @@ export class JobRunner {
   readonly #clients = new Map<string, S3Client>();
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
+  #scannedAll = false;
 
   constructor(options: JobRunnerOptions) {
     this.#opts = options;
@@ -63,13 +64,26 @@ export class JobRunner {
     this.#timer.unref();
   }
 
-  /** Queues every stored job that is not finished. */
+  /**
+   * Queues every stored job that is not finished. The first scan of a process reads every
+   * job (and marks the unfinished ones pending, for stores written before the marks
+   * existed); later scans read only the jobs marked pending, so finished jobs cost nothing.
+   */
   async scan(): Promise<void> {
-    for (const uuid of (await this.#opts.jobs.ids()).reverse()) {
+    const { jobs } = this.#opts;
+    const full = !this.#scannedAll;
+    const ids = full ? (await jobs.ids()).reverse() : await jobs.pendingIds();
+    for (const uuid of ids) {
       if (this.#running.has(uuid) || this.#queue.includes(uuid)) continue;
-      const job = await this.#opts.jobs.get(uuid);
-      if (job && (job.status === "none" || job.status === "processing")) this.enqueue(uuid);
+      const job = await jobs.get(uuid);
+      if (job && (job.status === "none" || job.status === "processing")) {
+        if (full) await jobs.mark(uuid);
+        this.enqueue(uuid);
+      } else if (!full) {
+        await jobs.unmark(uuid);
+      }
     }
+    this.#scannedAll = true;
   }
 
   enqueue(uuid: string): void {

@@ -4,6 +4,8 @@ import type { Storage } from "../storage/types.js";
 import type { JobRecord } from "./types.js";
 
 const PREFIX = `${RESERVED_PREFIX}jobs/`;
+/** One empty object per job not finished yet: what replicas scan, instead of every job ever made. */
+const PENDING = `${RESERVED_PREFIX}jobs-pending/`;
 
 /**
  * A UUIDv7: time-ordered, so the store's key order is creation order and
@@ -36,7 +38,37 @@ export class JobStore {
   }
 
   async put(job: JobRecord): Promise<void> {
+    const finished = job.status === "succeeded" || job.status === "failed";
+    // Marked pending before the record is written, unmarked after: a crash in between
+    // leaves a marker to a finished job (read once, then dropped), never a lost job.
+    if (!finished) await this.storage.put(`${PENDING}${job.uuid}`, "");
     await this.storage.put(`${PREFIX}${job.uuid}/job`, JSON.stringify(job));
+    if (finished) await this.storage.delete(`${PENDING}${job.uuid}`);
+  }
+
+  /** Ids of the jobs marked pending, oldest first. */
+  async pendingIds(): Promise<string[]> {
+    const ids: string[] = [];
+    try {
+      for await (const item of this.storage.list(PENDING)) {
+        const id = item.key.slice(PENDING.length);
+        if (item.kind === "file" && UUID.test(id)) ids.push(id);
+      }
+    } catch (err) {
+      if ((err as { status?: number }).status === 404) return [];
+      throw err;
+    }
+    return ids;
+  }
+
+  /** Marks a job pending (one found unfinished without its mark). */
+  async mark(uuid: string): Promise<void> {
+    await this.storage.put(`${PENDING}${uuid}`, "");
+  }
+
+  /** Drops the pending mark of a job found finished. */
+  async unmark(uuid: string): Promise<void> {
+    await this.storage.delete(`${PENDING}${uuid}`);
   }
 
   /** Job ids, newest first. */
