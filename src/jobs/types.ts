@@ -21,6 +21,8 @@ export interface JobRecord {
   error?: { type: string; code: string; message: string; url?: string | undefined; status?: number | undefined } | undefined;
   webhook?:
     | {
+        /** The delivery id every attempt carried (X-Zipgate-Delivery). */
+        id?: string | undefined;
         state: "pending" | "delivered" | "failed";
         attempts: number;
         last_status?: number | undefined;
