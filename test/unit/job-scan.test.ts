@@ -68,3 +68,16 @@ describe("job scans read only unfinished jobs once the first scan is done", () =
     expect(reads).toEqual([]);
   });
 });
+
+describe("job ids", () => {
+  it("are UUIDv7 in strictly increasing order, also many within one millisecond and when the clock steps back", () => {
+    const now = Date.now() + 60_000;
+    const ids = [
+      ...Array.from({ length: 5000 }, () => uuidv7(now)),
+      ...Array.from({ length: 10 }, () => uuidv7(now - 5000)),
+      ...Array.from({ length: 10 }, () => uuidv7()),
+    ];
+    for (let i = 1; i < ids.length; i++) expect((ids[i] as string) > (ids[i - 1] as string), `${ids[i - 1]} < ${ids[i]}`).toBe(true);
+    for (const id of ids) expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  });
+});
