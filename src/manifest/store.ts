@@ -32,6 +32,12 @@ export interface ZipballStoreOptions {
   cacheBytes?: number;
 }
 
+/**
+ * How long a verified zipball is served from memory before the store is asked again: a
+ * zipball revoked on one replica stops being served by the others within this time.
+ */
+export const ZIPBALL_CACHE_TTL_MS = 60_000;
+
 /** Heap bytes of one cached pinned entry (object, name, key and ETag strings), measured with 100,000. */
 const ZIPBALL_ENTRY_BYTES = 320;
 
@@ -51,7 +57,15 @@ export class ZipballStore {
     this.#cache = new LRUCache<string, Zipball>({
       maxSize: options.cacheBytes ?? 64 * 1024 * 1024,
       sizeCalculation: (z) => z.entries.length * ZIPBALL_ENTRY_BYTES + 1024,
+      ttl: ZIPBALL_CACHE_TTL_MS,
     });
+  }
+
+  /** Removes a zipball's manifest and state from the store: every replica then answers 404 (after its cache time). */
+  async revoke(id: string): Promise<void> {
+    this.#cache.delete(id);
+    await this.#storage.delete(zipballKey(id));
+    await Promise.all(["crcs", "progress"].map((part) => this.#storage.delete(zipballKey(id, part))));
   }
 
   /** Signs and stores a new zipball. The manifest's `entries` digest is filled in here. */

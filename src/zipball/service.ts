@@ -139,6 +139,14 @@ export class ZipballService {
     return download;
   }
 
+  /** Revokes a zipball of `owner`'s: 404 when it is unknown or another key's. */
+  async revoke(id: string, owner: string): Promise<void> {
+    const zipball = await this.#opts.zipballs.load(id, Date.now(), true);
+    if (zipball.manifest.owner !== owner) throw new GatewayError(404, "not_found", "zipball not found");
+    this.#layouts.delete(id);
+    await this.#opts.zipballs.revoke(id);
+  }
+
   /** The same zipball without some of its pinned entries (by index): its own layout and ETag. */
   without(download: Download, skipped: ReadonlySet<number>): Download {
     return skipped.size === 0 ? download : prepare(download.zipball, skipped);

@@ -72,6 +72,15 @@ export function bitpaketRoutes(deps: ApiDeps): Hono<AppEnv> {
     );
   });
 
+  // Revokes a zipball (its owner's key only): 404 on this replica at once, on the others
+  // within the zipball cache time (60 s).
+  app.delete("/v2/zipball/:id", async (c) => {
+    const caller = deps.keys.authenticate(c.req.header("authorization"));
+    const id = c.req.param("id");
+    await deps.service.revoke(id, caller.keyId);
+    return c.json({ success: true, data: { ball_id: id, revoked: true } });
+  });
+
   app.post("/v2/objects", async (c) => {
     const caller = deps.keys.authenticate(c.req.header("authorization"));
     const body = await jsonObject(c);
