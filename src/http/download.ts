@@ -194,12 +194,16 @@ function sendBody(
     if (outcome === "failed") opts.logger.error("download failed after the first byte; aborting the connection", { ...fields, ...describeError(error) });
     else opts.logger.info("download", fields);
   };
+  /** Ends a body that never started: its reads stop, and it is recorded as `why`. */
+  const abandon = (why: typeof outcome, reason: unknown): void => {
+    outcome = why;
+    controller.abort(reason);
+    void Promise.resolve(iter.return?.()).catch(() => {});
+    finish(reason);
+  };
   // The client may have gone while the first object was opened.
   if (outgoing.destroyed || opts.signal.aborted) {
-    outcome = "client_gone";
-    controller.abort(new Error("client went away"));
-    void Promise.resolve(iter.return?.()).catch(() => {});
-    finish(controller.signal.reason);
+    abandon("client_gone", new Error("client went away"));
     return RESPONSE_ALREADY_SENT;
   }
   try {
@@ -208,10 +212,7 @@ function sendBody(
     outgoing.writeHead(status, Object.fromEntries(headers));
   } catch (err) {
     // Nothing sent yet: the flavour's error answer still can be.
-    controller.abort(err);
-    void Promise.resolve(iter.return?.()).catch(() => {});
-    outcome = "failed";
-    finish(err);
+    abandon("failed", err);
     throw err;
   }
   const onClose = (): void => {

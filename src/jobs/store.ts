@@ -66,12 +66,17 @@ export class JobStore {
   }
 
   /** Ids of the jobs marked pending, oldest first. */
-  async pendingIds(): Promise<string[]> {
+  pendingIds(): Promise<string[]> {
+    return this.#idsUnder(PENDING, (rest) => rest);
+  }
+
+  /** Job ids in key order among the objects below `prefix`, picked from each key's rest by `pick`; none when absent. */
+  async #idsUnder(prefix: string, pick: (rest: string) => string | undefined): Promise<string[]> {
     const ids: string[] = [];
     try {
-      for await (const item of this.storage.list(PENDING)) {
-        const id = item.key.slice(PENDING.length);
-        if (item.kind === "file" && UUID.test(id)) ids.push(id);
+      for await (const item of this.storage.list(prefix)) {
+        const id = item.kind === "file" ? pick(item.key.slice(prefix.length)) : undefined;
+        if (id !== undefined && UUID.test(id)) ids.push(id);
       }
     } catch (err) {
       if ((err as { status?: number }).status === 404) return [];
@@ -92,17 +97,7 @@ export class JobStore {
 
   /** Job ids, newest first. */
   async ids(): Promise<string[]> {
-    const ids: string[] = [];
-    try {
-      for await (const item of this.storage.list(PREFIX)) {
-        const m = /^([^/]+)\/job$/.exec(item.key.slice(PREFIX.length));
-        if (item.kind === "file" && m && UUID.test(m[1] as string)) ids.push(m[1] as string);
-      }
-    } catch (err) {
-      if ((err as { status?: number }).status === 404) return [];
-      throw err;
-    }
-    return ids.reverse();
+    return (await this.#idsUnder(PREFIX, (rest) => /^([^/]+)\/job$/.exec(rest)?.[1])).reverse();
   }
 
   /**
