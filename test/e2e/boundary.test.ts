@@ -3,7 +3,7 @@ import { mkdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/p
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tempDir, writeTree } from "../helpers/archive.js";
-import { local, type RunningGateway, startGateway, TEST_KEY } from "../helpers/gateway.js";
+import { local, type RunningGateway, startGateway, TEST_KEY, zipballUrl } from "../helpers/gateway.js";
 import { startGatewayProcess } from "../helpers/process.js";
 
 const SCOPED_KEY = "scoped-key-0123456789abcdef";
@@ -65,9 +65,7 @@ describe("the store's boundary: no symbolic link is followed, at any depth", () 
   });
 
   it("leaves links out of folder archives", async () => {
-    const res = await gw.post("/v2/zipball", { objects: [{ folder: "/photos" }] }, SCOPED_KEY);
-    expect(res.status).toBe(201);
-    const zip = Buffer.from(await (await fetch(local(gw, ((await res.json()) as { data: { urls: { url: string } } }).data.urls.url))).arrayBuffer());
+    const zip = Buffer.from(await (await fetch(await zipballUrl(gw, { objects: [{ folder: "/photos" }] }, SCOPED_KEY))).arrayBuffer());
     expect(zip.includes(Buffer.from("outside secret"))).toBe(false);
     expect(zip.includes(Buffer.from("link-"))).toBe(false);
     expect(zip.includes(Buffer.from("photos/real.txt"))).toBe(true);
@@ -88,8 +86,7 @@ describe("the store's boundary: no symbolic link is followed, at any depth", () 
   });
 
   it("does not serve outside bytes when a folder of a zipball is swapped for a link after creation", async () => {
-    const res = await gw.post("/v2/zipball", { objects: [{ path: "/photos/swap/f.txt" }, { path: "/photos/real.txt" }] });
-    const url = local(gw, ((await res.json()) as { data: { urls: { url: string } } }).data.urls.url);
+    const url = await zipballUrl(gw, { objects: [{ path: "/photos/swap/f.txt" }, { path: "/photos/real.txt" }] });
     await rename(join(root, "photos/swap"), join(root, "photos/swap-old"));
     await symlink(outside, join(root, "photos/swap"));
     try {
@@ -216,9 +213,7 @@ describe("nothing a folder holds is dropped silently", () => {
   });
 
   it("keeps files and folders named like drive letters, under names derived from their own", async () => {
-    const res = await gw.post("/v2/zipball", { objects: [{ folder: "/f" }] });
-    expect(res.status).toBe(201);
-    const zip = Buffer.from(await (await fetch(local(gw, ((await res.json()) as { data: { urls: { url: string } } }).data.urls.url))).arrayBuffer());
+    const zip = Buffer.from(await (await fetch(await zipballUrl(gw, { objects: [{ folder: "/f" }] }))).arrayBuffer());
     for (const name of ["f/C_", "f/D_/normal.txt", "f/normal.txt"]) expect(zip.includes(Buffer.from(name)), name).toBe(true);
     expect(zip.includes(Buffer.from("f/normal (1).txt"))).toBe(false);
     for (const content of ["drive-like file", "inner", "outer"]) expect(zip.includes(Buffer.from(content)), content).toBe(true);
@@ -232,9 +227,7 @@ describe("nothing a folder holds is dropped silently", () => {
     await writeFile(join(root, "bad/fine.txt"), "fine");
     const names: string[] = [];
     for (let round = 0; round < 2; round++) {
-      const res = await gw.post("/v2/zipball", { objects: [{ folder: "/bad" }] });
-      expect(res.status).toBe(201);
-      const zip = Buffer.from(await (await fetch(local(gw, ((await res.json()) as { data: { urls: { url: string } } }).data.urls.url))).arrayBuffer());
+      const zip = Buffer.from(await (await fetch(await zipballUrl(gw, { objects: [{ folder: "/bad" }] }))).arrayBuffer());
       for (const content of ["latin-1 e-acute", "latin-1 e-grave", "fine"]) expect(zip.includes(Buffer.from(content)), content).toBe(true);
       // Both names become r\ufffdsum\ufffd.txt, so the second is renamed: valid UTF-8, the same every time.
       const found = ["bad/r\ufffdsum\ufffd.txt", "bad/r\ufffdsum\ufffd (1).txt"].filter((n) => zip.includes(Buffer.from(n)));
@@ -253,9 +246,7 @@ describe("nothing a folder holds is dropped silently", () => {
   });
 
   it("serves archives whose given names held lone surrogates (BitPaket name, Box download_file_name)", async () => {
-    const res = await gw.post("/v2/zipball", { name: "bad\ud800name", objects: [{ path: "/f/normal.txt", name: "x\udc00.txt" }] });
-    expect(res.status).toBe(201);
-    const get = await fetch(local(gw, ((await res.json()) as { data: { urls: { url: string } } }).data.urls.url));
+    const get = await fetch(await zipballUrl(gw, { name: "bad\ud800name", objects: [{ path: "/f/normal.txt", name: "x\udc00.txt" }] }));
     expect(get.status).toBe(200);
     await get.arrayBuffer();
     const box = await gw.post("/2.0/zip_downloads", { download_file_name: "box\ud800", items: [{ type: "file", id: "/f/normal.txt" }] });

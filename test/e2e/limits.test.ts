@@ -8,18 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createFsStorage } from "../../src/storage/fs.js";
 import type { ListItem, Storage } from "../../src/storage/types.js";
 import { tempDir, writeTree } from "../helpers/archive.js";
-import { local, type RunningGateway, startGateway, TEST_KEY } from "../helpers/gateway.js";
-
-interface Created {
-  data: { urls: { url: string } };
-}
-
-async function zipballUrl(gw: RunningGateway, objects: unknown[]): Promise<string> {
-  const res = await gw.post("/v2/zipball", { objects });
-  const text = await res.text();
-  expect(res.status, text).toBe(201);
-  return local(gw, (JSON.parse(text) as Created).data.urls.url);
-}
+import { local, type RunningGateway, startGateway, TEST_KEY, zipballUrl } from "../helpers/gateway.js";
 
 /** A GET whose client reads the head and then nothing: the socket and its slot stay taken. */
 function stalledGet(url: string): Promise<{ status: number; length: number; closed: Promise<void>; resume(): void; received(): number }> {
@@ -91,7 +80,7 @@ describe("limits on what one client can make the gateway hold", () => {
     expect(res.status, await res.clone().text()).toBe(201);
     expect(lists.length).toBe(1000);
     lists.length = 0;
-    await zipballUrl(gw, [{ folder: "/wide" }, { folder: "/wide", name: "again" }]);
+    await zipballUrl(gw, { objects: [{ folder: "/wide" }, { folder: "/wide", name: "again" }] });
     expect(lists).toEqual(["wide/"]);
   });
 
@@ -160,7 +149,7 @@ describe("limits on what one client can make the gateway hold", () => {
   });
 
   it("admits at most ZIPGATE_MAX_DOWNLOADS bodies at once, 503 with Retry-After beyond, and cuts clients that stop reading", async () => {
-    const url = await zipballUrl(gw, [{ path: "/big/one.bin" }]);
+    const url = await zipballUrl(gw, { objects: [{ path: "/big/one.bin" }] });
     const a = await stalledGet(url);
     const b = await stalledGet(url);
     expect([a.status, b.status]).toEqual([200, 200]);
@@ -193,13 +182,13 @@ describe("limits on what one client can make the gateway hold", () => {
   });
 
   it("answers at once when a FIFO took a file's place, and keeps serving others", async () => {
-    const url = await zipballUrl(gw, [{ path: "/docs/a.txt" }]);
+    const url = await zipballUrl(gw, { objects: [{ path: "/docs/a.txt" }] });
     await rm(join(root, "docs/a.txt"));
     execFileSync("mkfifo", [join(root, "docs/a.txt")]);
     try {
       const res = await fetch(url);
       expect(res.status).toBe(404);
-      const other = await fetch(await zipballUrl(gw, [{ folder: "/wide" }]));
+      const other = await fetch(await zipballUrl(gw, { objects: [{ folder: "/wide" }] }));
       expect(other.status).toBe(200);
       await other.arrayBuffer();
       // A walk never lists it, and a stat refuses it.
@@ -237,7 +226,7 @@ describe("Box download URLs under admission control", () => {
 
   it("answers 503 in Box's shape while the gateway is full, without using up the URL", async () => {
     const content = await boxUrl();
-    const busy = await stalledGet(await zipballUrl(gw, [{ path: "/big/one.bin" }]));
+    const busy = await stalledGet(await zipballUrl(gw, { objects: [{ path: "/big/one.bin" }] }));
     expect(busy.status).toBe(200);
     const refused = await fetch(content);
     expect(refused.status).toBe(503);

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { zipballKey } from "../../src/manifest/store.js";
 import { tempDir, writeTree } from "../helpers/archive.js";
-import { local, type RunningGateway, startGateway } from "../helpers/gateway.js";
+import { type RunningGateway, startGateway, zipballUrl } from "../helpers/gateway.js";
 
 const SIZE = 24 * 1024 * 1024;
 
@@ -60,13 +60,8 @@ describe("a file rewritten in place while it streams", () => {
     await dir.cleanup();
   });
 
-  async function zipball(path: string): Promise<string> {
-    const res = await gw.post("/v2/zipball", { objects: [{ path }] });
-    return local(gw, ((await res.json()) as { data: { urls: { url: string } } }).data.urls.url);
-  }
-
   it("cuts the download instead of sending a valid zip of neither version (CRC computed while sending)", async () => {
-    const url = await zipball("/a/big.bin");
+    const url = await zipballUrl(gw, { objects: [{ path: "/a/big.bin" }] });
     const path = join(root, "a/big.bin");
     const result = await throttled(url, async () => {
       await rewriteInPlace(path, 0); // behind the cursor
@@ -76,7 +71,7 @@ describe("a file rewritten in place while it streams", () => {
   });
 
   it("cuts the download when the bytes sent do not match the CRC recorded by an earlier download", async () => {
-    const url = await zipball("/b/big.bin");
+    const url = await zipballUrl(gw, { objects: [{ path: "/b/big.bin" }] });
     const first = await fetch(url);
     expect((await first.arrayBuffer()).byteLength).toBe(Number(first.headers.get("content-length")));
     // Once the CRC is recorded, a rewrite with the mtime put back keeps the pinned identity.

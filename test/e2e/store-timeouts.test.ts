@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createS3Storage } from "../../src/storage/s3.js";
 import { type Freezer, startBlackHole, startFreezer } from "../helpers/freezer.js";
-import { local, type RunningGateway, startGateway } from "../helpers/gateway.js";
+import { type RunningGateway, startGateway, zipballUrl } from "../helpers/gateway.js";
 import { adminClient, freshPrefix, putObjects, s3Server } from "../helpers/s3.js";
 
 /** The store's deadline in these tests: every wait below is bounded by it, not by minutes. */
@@ -49,9 +49,7 @@ describe("a store that stops answering (real S3 server behind a frozen link)", (
   });
 
   it("answers a download 504 storage_timeout before the first byte, then serves again once the store is back", async () => {
-    const created = await gw.post("/v2/zipball", { objects: [{ path: "/t/a.txt" }, { path: "/t/b.txt" }] });
-    expect(created.status).toBe(201);
-    const url = local(gw, ((await created.json()) as { data: { urls: { url: string } } }).data.urls.url);
+    const url = await zipballUrl(gw, { objects: [{ path: "/t/a.txt" }, { path: "/t/b.txt" }] });
     freezer.freeze();
     try {
       // A fresh gateway state read and the objects' GETs all wait on the frozen link.
@@ -78,8 +76,7 @@ describe("a store that stops answering (real S3 server behind a frozen link)", (
   });
 
   it("aborts the connection when the store goes silent in the middle of a body", async () => {
-    const created = await gw.post("/v2/zipball", { objects: [{ path: "/big/blob.bin" }] });
-    const url = local(gw, ((await created.json()) as { data: { urls: { url: string } } }).data.urls.url);
+    const url = await zipballUrl(gw, { objects: [{ path: "/big/blob.bin" }] });
     const res = await fetch(url);
     expect(res.status).toBe(200);
     const reader = (res.body as ReadableStream<Uint8Array>).getReader();
@@ -116,8 +113,7 @@ describe("a slow client of a healthy store", () => {
     const s3 = s3Server();
     const gw = await startGateway({ storage: s3Behind(s3.endpoint, prefix), env: { ZIPGATE_STORE_TIMEOUT: "1s" } });
     try {
-      const res = await gw.post("/v2/zipball", { objects: [{ path: "/p/first.bin" }, { path: "/p/second.bin" }] });
-      const url = local(gw, ((await res.json()) as { data: { urls: { url: string } } }).data.urls.url);
+      const url = await zipballUrl(gw, { objects: [{ path: "/p/first.bin" }, { path: "/p/second.bin" }] });
       const download = await fetch(url);
       const reader = (download.body as ReadableStream<Uint8Array>).getReader();
       let got = (await reader.read()).value?.length ?? 0;

@@ -1,4 +1,5 @@
 import type { AddressInfo } from "node:net";
+import { expect } from "vitest";
 import { type Config, loadConfig } from "../../src/config.js";
 import { createGateway } from "../../src/gateway.js";
 import { createLogger, type Logger } from "../../src/log.js";
@@ -65,4 +66,12 @@ export async function startGateway(options: { root?: string; storage?: Storage; 
 export function local(gateway: RunningGateway, returned: string): string {
   const u = new URL(returned);
   return gateway.url + u.pathname + u.search;
+}
+
+/** Creates a BitPaket zipball (201 expected) and returns its download URL on the test server. */
+export async function zipballUrl(gateway: RunningGateway, body: Record<string, unknown>, key?: string | null): Promise<string> {
+  const res = await gateway.post("/v2/zipball", body, key);
+  const text = await res.text();
+  expect(res.status, text).toBe(201);
+  return local(gateway, (JSON.parse(text) as { data: { urls: { url: string } } }).data.urls.url);
 }
