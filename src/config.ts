@@ -99,6 +99,19 @@ export interface Config {
     maxConcurrent: number;
     /** ZIPGATE_BOX_ALLOW_RESUME: allow resuming a started download with Range. */
     allowResume: boolean;
+    /** ZIPGATE_BOX_LEASE, in ms: how long a running download still counts once its replica stops renewing it. */
+    leaseMs: number;
+  };
+  /** The gateway's own state in the store, over time. */
+  state: {
+    /** ZIPGATE_SWEEP_INTERVAL, in ms: how often a replica sweeps expired state; 0 = never. */
+    sweepIntervalMs: number;
+    /** ZIPGATE_SWEEP_RATE: store requests per second a sweep may make. */
+    sweepRate: number;
+    /** ZIPGATE_JOB_RETENTION, in ms: finished jobs are removed this long after they finished; 0 = kept. */
+    jobRetentionMs: number;
+    /** ZIPGATE_CACHE_TTL, in ms: how long a verified zipball is served from memory (a revocation reaches every replica within it). */
+    cacheTtlMs: number;
   };
 }
 
@@ -300,6 +313,18 @@ function seconds(env: Record<string, string | undefined>, name: string, fallback
   return parsed;
 }
 
+/** A retention (`30d`) in seconds, up to ten years; `0` keeps for ever. */
+function retention(env: Record<string, string | undefined>, name: string, fallback: number, problems: string[]): number {
+  const text = env[name];
+  if (text === undefined || text === "") return fallback;
+  const parsed = parseDuration(text);
+  if (parsed === undefined || parsed > 3650 * 86_400) {
+    problems.push(`${name} must be a duration like "30d", or 0 to keep for ever (got "${text}")`);
+    return fallback;
+  }
+  return parsed;
+}
+
 function bool(env: Record<string, string | undefined>, name: string, problems: string[]): boolean {
   const text = env[name];
   if (text === undefined || text === "") return false;
@@ -413,6 +438,13 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     ttlSeconds: boxTtl,
     maxConcurrent: int(env, "ZIPGATE_BOX_MAX_DOWNLOADS", 5, 1, 10_000, problems),
     allowResume: bool(env, "ZIPGATE_BOX_ALLOW_RESUME", problems),
+    leaseMs: seconds(env, "ZIPGATE_BOX_LEASE", 60, problems, 2) * 1000,
+  };
+  const state = {
+    sweepIntervalMs: seconds(env, "ZIPGATE_SWEEP_INTERVAL", 3600, problems, 0) * 1000,
+    sweepRate: int(env, "ZIPGATE_SWEEP_RATE", 100, 1, 100_000, problems),
+    jobRetentionMs: retention(env, "ZIPGATE_JOB_RETENTION", 30 * 86_400, problems) * 1000,
+    cacheTtlMs: seconds(env, "ZIPGATE_CACHE_TTL", 60, problems) * 1000,
   };
 
   const limits = {
@@ -444,5 +476,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     jobs,
     limits,
     box,
+    state,
   };
 }

@@ -12,14 +12,21 @@ import { UrlFetcher } from "./sources/url.js";
 import { RESERVED_PREFIX } from "./storage/keys.js";
 import type { Storage } from "./storage/types.js";
 import { CrcBook } from "./zipball/crcs.js";
+import { DownloadLeases } from "./zipball/download-leases.js";
 import { IdIndex } from "./zipball/ids.js";
 import { ProgressStore } from "./zipball/progress.js";
 import { ZipballService } from "./zipball/service.js";
+import { Sweeper } from "./zipball/sweeper.js";
 
 /** Wires a gateway from a configuration and a store; used by main.ts and the tests. */
 export async function createGateway(config: Config, storage: Storage, logger: Logger) {
   const secrets = await loadSecrets(storage, config);
-  const zipballs = new ZipballStore({ storage, signer: new ManifestSigner(secrets.signingSecret), cacheBytes: config.cacheBytes / 2 });
+  const zipballs = new ZipballStore({
+    storage,
+    signer: new ManifestSigner(secrets.signingSecret),
+    cacheBytes: config.cacheBytes / 2,
+    cacheTtlMs: config.state.cacheTtlMs,
+  });
   const urls = new UrlFetcher({ allow: config.urlAllow });
   const service = new ZipballService({
     storage,
@@ -44,6 +51,13 @@ export async function createGateway(config: Config, storage: Storage, logger: Lo
     leaseMs: config.jobs.leaseMs,
     webhook: config.jobs.webhook,
   });
+  const sweeper = new Sweeper({
+    storage,
+    logger,
+    intervalMs: config.state.sweepIntervalMs,
+    rate: config.state.sweepRate,
+    jobRetentionMs: config.state.jobRetentionMs,
+  });
   const lifecycle = new Lifecycle(config.limits.maxDownloads);
   const app = createApp({
     service,
@@ -54,6 +68,7 @@ export async function createGateway(config: Config, storage: Storage, logger: Lo
     domains: config.domains,
     maxItems: config.maxFiles,
     progress: new ProgressStore(storage),
+    downloadLeases: new DownloadLeases(storage, config.box.leaseMs),
     box: config.box,
     jobs,
     runner,
@@ -65,5 +80,5 @@ export async function createGateway(config: Config, storage: Storage, logger: Lo
       await storage.get(`${RESERVED_PREFIX}ready`, { signal: AbortSignal.timeout(config.limits.storeTimeoutMs) });
     },
   });
-  return { app, service, secrets, runner, lifecycle };
+  return { app, service, secrets, runner, sweeper, lifecycle };
 }

@@ -23,8 +23,9 @@ async function main(): Promise<void> {
     connectTimeoutMs: config.limits.storeConnectTimeoutMs,
     timeoutMs: config.limits.storeTimeoutMs,
   });
-  const { app, secrets, runner, lifecycle } = await createGateway(config, storage, logger);
+  const { app, secrets, runner, sweeper, lifecycle } = await createGateway(config, storage, logger);
   runner.start();
+  sweeper.start();
   const server = createHttpServer(app, {
     lifecycle,
     logger,
@@ -72,8 +73,8 @@ async function main(): Promise<void> {
     server.close();
     server.closeIdleConnections();
     // Jobs in flight stop and stay "processing": the next start runs them again.
-    await Promise.race([runner.stop(), new Promise((r) => setTimeout(r, config.limits.drainTimeoutMs).unref())]).catch((err: unknown) =>
-      logger.warn("stopping jobs failed", describeError(err)),
+    await Promise.race([Promise.all([runner.stop(), sweeper.stop()]), new Promise((r) => setTimeout(r, config.limits.drainTimeoutMs).unref())]).catch(
+      (err: unknown) => logger.warn("stopping jobs failed", describeError(err)),
     );
     const all = await drained;
     server.closeAllConnections();

@@ -1,6 +1,7 @@
 import type { ApiKeys } from "../auth.js";
 import type { Lifecycle } from "../http/lifecycle.js";
 import type { Logger } from "../log.js";
+import type { DownloadLeases } from "../zipball/download-leases.js";
 import type { IdIndex } from "../zipball/ids.js";
 import type { ProgressStore } from "../zipball/progress.js";
 import type { ZipballService } from "../zipball/service.js";
@@ -18,6 +19,8 @@ export interface ApiDeps {
   maxItems: number;
   /** Download progress, for the Box flavour's status. */
   progress: ProgressStore;
+  /** Running Box downloads per key, counted across replicas. */
+  downloadLeases: DownloadLeases;
   box: BoxOptions;
   /** Download slots, and whether the process is draining. */
   lifecycle: Lifecycle;
@@ -30,8 +33,10 @@ export interface ApiDeps {
 export interface BoxOptions {
   /** Lifetime of a download URL before it starts, in seconds. */
   ttlSeconds: number;
-  /** Downloads that may run at once per API key (per process). */
+  /** Downloads that may run at once per API key, across every replica on the store. */
   maxConcurrent: number;
+  /** How long a running download counts after its replica stopped renewing it, in ms. */
+  leaseMs: number;
   /** Allow more than one GET of a download URL (resumes with Range). */
   allowResume: boolean;
 }

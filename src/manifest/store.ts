@@ -30,13 +30,13 @@ export interface ZipballStoreOptions {
    * count; a zipball estimated above it is not kept. @default 64 MiB
    */
   cacheBytes?: number;
+  /**
+   * How long a verified zipball is served from memory before the store is asked again: a
+   * zipball revoked on one replica stops being served by the others within this time.
+   * @default 60 s
+   */
+  cacheTtlMs?: number;
 }
-
-/**
- * How long a verified zipball is served from memory before the store is asked again: a
- * zipball revoked on one replica stops being served by the others within this time.
- */
-export const ZIPBALL_CACHE_TTL_MS = 60_000;
 
 /** Heap bytes of one cached pinned entry (object, name, key and ETag strings), measured with 100,000. */
 const ZIPBALL_ENTRY_BYTES = 320;
@@ -57,7 +57,7 @@ export class ZipballStore {
     this.#cache = new LRUCache<string, Zipball>({
       maxSize: options.cacheBytes ?? 64 * 1024 * 1024,
       sizeCalculation: (z) => z.entries.length * ZIPBALL_ENTRY_BYTES + 1024,
-      ttl: ZIPBALL_CACHE_TTL_MS,
+      ttl: options.cacheTtlMs ?? 60_000,
     });
   }
 

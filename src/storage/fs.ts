@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { type BigIntStats, constants, close as fsClose, fstat as fsFstat, open as fsOpen, read as fsRead } from "node:fs";
-import { type FileHandle, link, mkdir, open as openHandle, realpath, rename, rm, writeFile } from "node:fs/promises";
+import { type FileHandle, link, mkdir, open as openHandle, realpath, rename, rm, rmdir, writeFile } from "node:fs/promises";
 import { join, resolve, sep } from "node:path";
 import { Readable } from "node:stream";
 import { promisify } from "node:util";
@@ -143,8 +143,16 @@ export async function createFsStorage(options: FsStorageOptions): Promise<Storag
         const dir = join(path, "..");
         // A recursive mkdir reports ENOENT on a read-only file system; a plain one says why.
         // State (manifests, secrets) is the owner's alone.
-        await mkdir(dir, { recursive: true, mode: 0o700 }).catch(() => mkdir(dir, { mode: 0o700 }));
-        await writeFile(tmp, body, { mode: 0o600 });
+        // A sweep may remove the folder, found empty, between the two steps: then once more.
+        for (let tries = 1; ; tries++) {
+          await mkdir(dir, { recursive: true, mode: 0o700 }).catch(() => mkdir(dir, { mode: 0o700 }));
+          try {
+            await writeFile(tmp, body, { mode: 0o600 });
+            break;
+          } catch (err) {
+            if (tries >= 3 || !isCode(err, "ENOENT")) throw err;
+          }
+        }
         if (!opts.ifAbsent) {
           await rename(tmp, path);
           return true;
@@ -162,6 +170,18 @@ export async function createFsStorage(options: FsStorageOptions): Promise<Storag
 
     async delete(key) {
       await rm(pathOf(key), { force: true });
+      // The gateway's own state (`.zipgate/<area>/<id>/…`) leaves no empty folders behind;
+      // the objects' folders are never touched.
+      if (!isReserved(key)) return;
+      const parts = key.split("/").slice(0, -1);
+      while (parts.length > 2) {
+        const removed = await rmdir(pathOf(parts.join("/"))).then(
+          () => true,
+          () => false, // not empty (or already gone): stop
+        );
+        if (!removed) break;
+        parts.pop();
+      }
     },
 
     async close() {

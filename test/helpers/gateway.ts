@@ -6,6 +6,7 @@ import { createLogger, type Logger } from "../../src/log.js";
 import { createHttpServer } from "../../src/server.js";
 import { createFsStorage } from "../../src/storage/fs.js";
 import type { Storage } from "../../src/storage/types.js";
+import type { Sweeper } from "../../src/zipball/sweeper.js";
 
 export const TEST_KEY = "test-key-0123456789abcdef";
 
@@ -16,6 +17,8 @@ export interface RunningGateway {
   config: Config;
   /** Every log line written, for checks that nothing secret is logged. */
   logs: string[];
+  /** The state sweeper, not started: tests call `sweep()`. */
+  sweeper: Sweeper;
   close(): Promise<void>;
   /** Authenticated JSON POST. */
   post(path: string, body: unknown, key?: string | null): Promise<Response>;
@@ -34,7 +37,7 @@ export async function startGateway(options: { root?: string; storage?: Storage; 
     ZIPGATE_SIGNING_SECRET: "test-signing-secret-0123456789abcdef",
     ...options.env,
   });
-  const { app, runner, lifecycle } = await createGateway(config, storage, logger);
+  const { app, runner, sweeper, lifecycle } = await createGateway(config, storage, logger);
   runner.start();
   const server = createHttpServer(app, { lifecycle, logger });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -46,8 +49,10 @@ export async function startGateway(options: { root?: string; storage?: Storage; 
     storage,
     config,
     logs,
+    sweeper,
     close: async () => {
       await runner.stop();
+      await sweeper.stop();
       await new Promise<void>((resolve) => {
         server.closeAllConnections();
         server.close(() => resolve());

@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { JobRunner } from "../../src/jobs/runner.js";
-import { JobStore, uuidv7 } from "../../src/jobs/store.js";
+import { JobStore } from "../../src/jobs/store.js";
 import type { JobRecord } from "../../src/jobs/types.js";
 import { createLogger } from "../../src/log.js";
 import type { Storage } from "../../src/storage/types.js";
+import { uuidv7 } from "../../src/util/uuid.js";
 import type { ZipballService } from "../../src/zipball/service.js";
 import { createFsStorage, tempDir } from "../helpers/archive.js";
 

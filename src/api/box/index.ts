@@ -9,6 +9,7 @@ import { describeError } from "../../log.js";
 import type { RequestedItem } from "../../manifest/schema.js";
 import { keyFromPath } from "../../storage/keys.js";
 import { isUuidV4 } from "../../util/uuid.js";
+import type { DownloadLease } from "../../zipball/download-leases.js";
 import type { DownloadProgress } from "../../zipball/progress.js";
 import type { Download } from "../../zipball/service.js";
 import { jsonObject, onlyFields, optionalString } from "../body.js";
@@ -114,19 +115,20 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
     const plan = planDownload(download, { method: c.req.method, headers: c.req.raw.headers, requestId: c.get("requestId"), oneShot: true });
     if (plan.kind === "answer") return plan.response;
 
-    if ((active.get(owner) ?? 0) >= deps.box.maxConcurrent) {
-      throw new GatewayError(429, "too_many_downloads", `at most ${deps.box.maxConcurrent} downloads may run at once for this key`);
-    }
+    const busy = (): GatewayError => new GatewayError(429, "too_many_downloads", `at most ${deps.box.maxConcurrent} downloads may run at once for this key`);
+    if ((active.get(owner) ?? 0) >= deps.box.maxConcurrent) throw busy();
     // A slot first: a busy or draining gateway answers 503 without using up the URL.
     const slot = deps.lifecycle.admit();
     // Counted at once, before any await: twenty requests in one turn cannot all pass the check.
     active.set(owner, (active.get(owner) ?? 0) + 1);
     let ended = false;
+    let lease: DownloadLease | null = null;
     let tracker: ReturnType<typeof progressTracker> | undefined;
     const end = (ok: boolean): void => {
       if (ended) return;
       ended = true;
       active.set(owner, Math.max(0, (active.get(owner) ?? 1) - 1));
+      lease?.release();
       tracker?.end(ok, download);
     };
     const now = new Date().toISOString();
@@ -146,6 +148,9 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
           claimed_by_range: plan.status === 206,
         };
     try {
+      // Then the key's count across replicas, still before the URL is used up.
+      lease = await deps.downloadLeases.acquire(owner, deps.box.maxConcurrent);
+      if (!lease) throw busy();
       if (!progress && !(await deps.progress.claim(id, state)) && !deps.box.allowResume) {
         throw new GatewayError(404, "not_found", "this download URL has already been used");
       }

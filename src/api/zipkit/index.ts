@@ -4,10 +4,11 @@ import { checkScopes } from "../../auth.js";
 import { GatewayError } from "../../errors.js";
 import type { JobRunner } from "../../jobs/runner.js";
 import { jobView } from "../../jobs/runner.js";
-import { type JobStore, uuidv7 } from "../../jobs/store.js";
+import type { JobStore } from "../../jobs/store.js";
 import type { JobRecord } from "../../jobs/types.js";
 import type { UrlFetcher } from "../../sources/url.js";
 import { keyFromPath } from "../../storage/keys.js";
+import { uuidv7 } from "../../util/uuid.js";
 import { jsonObject, onlyFields, optionalString } from "../body.js";
 import type { ApiDeps, AppEnv } from "../deps.js";
 

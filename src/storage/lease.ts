@@ -1,0 +1,45 @@
+import type { Storage } from "./types.js";
+
+/** Who holds a lease, and until when (ms since the epoch, by the holder's clock). */
+export interface Lease {
+  owner: string;
+  until: number;
+}
+
+/** How long a claimant waits before reading its claim back: long enough for a racing write to land. */
+const READ_BACK_MS = 50;
+
+/**
+ * Takes the lease stored at `key` for `ttlMs`: only when no lease is held there, or the
+ * holder's has run out. Stores without conditional writes leave a narrow race, so the lease
+ * is read back after a moment and must name us. Used for job runs and the state sweeper.
+ */
+export async function claimLease(storage: Storage, key: string, owner: string, ttlMs: number, now = Date.now()): Promise<boolean> {
+  const lease: Lease = { owner, until: now + ttlMs };
+  if (!(await storage.put(key, JSON.stringify(lease), { ifAbsent: true }))) {
+    const held = await readLease(storage, key);
+    if (held && held.owner !== owner && held.until > now) return false;
+    await storage.put(key, JSON.stringify(lease));
+  }
+  await new Promise((r) => setTimeout(r, READ_BACK_MS));
+  return (await readLease(storage, key))?.owner === owner;
+}
+
+export async function renewLease(storage: Storage, key: string, owner: string, ttlMs: number): Promise<void> {
+  await storage.put(key, JSON.stringify({ owner, until: Date.now() + ttlMs }));
+}
+
+/** Drops the lease if it is still ours. */
+export async function releaseLease(storage: Storage, key: string, owner: string): Promise<void> {
+  if ((await readLease(storage, key))?.owner === owner) await storage.delete(key);
+}
+
+async function readLease(storage: Storage, key: string): Promise<Lease | null> {
+  const body = await storage.get(key);
+  if (!body) return null;
+  try {
+    return JSON.parse(body.toString("utf8")) as Lease;
+  } catch {
+    return null; // torn or foreign: as good as none
+  }
+}
