@@ -6,6 +6,7 @@ import { keyId } from "../../src/auth.js";
 import { tempDir, writeTree } from "../helpers/archive.js";
 import { type RunningGateway, startGateway, TEST_KEY } from "../helpers/gateway.js";
 import { type Origin, startOrigin } from "../helpers/origin.js";
+import { startGatewayProcess } from "../helpers/process.js";
 import { adminClient, s3Server } from "../helpers/s3.js";
 import { sha256, verifyWithUnzippers } from "../helpers/unzippers.js";
 import { startWebhookReceiver } from "../helpers/webhook.js";
@@ -191,22 +192,24 @@ describe("ZipKit-style jobs writing zips into a bucket (Swift)", () => {
     }
   });
 
-  it("runs each job once with two replicas on one store", async () => {
-    const replica = await startGateway({ root, env });
+  it("runs each job once with two gateway processes on one store", async () => {
+    const [one, two] = await Promise.all([startGatewayProcess({ ZIPGATE_STORAGE: root, ...env }), startGatewayProcess({ ZIPGATE_STORAGE: root, ...env })]);
+    const replicas = [one, two].map((p) => ({
+      url: p.url,
+      post: (path: string, body: unknown) =>
+        fetch(p.url + path, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${TEST_KEY}` }, body: JSON.stringify(body) }),
+    })) as unknown as RunningGateway[];
     try {
       const jobs = [];
-      for (let i = 0; i < 4; i++) {
+      for (let i = 0; i < 6; i++) {
         origin.files.set(`once-${i}.txt`, Buffer.from(`once ${i}`));
-        jobs.push(
-          await submit({ urls: [{ url: `${origin.url}/files/once-${i}.txt` }], bucket_name: BUCKET, key: `exports/once-${i}.zip` }, i % 2 === 0 ? gw : replica),
-        );
+        jobs.push(await submit({ urls: [{ url: `${origin.url}/files/once-${i}.txt` }], bucket_name: BUCKET, key: `exports/once-${i}.zip` }, replicas[i % 2]));
       }
-      for (const job of jobs) expect((await settle(job.uuid)).status).toBe("succeeded");
-      // Both replicas scan the store; the lease lets only one fetch each source.
-      await replica.close();
-      for (let i = 0; i < 4; i++) expect(origin.gets.get(`/files/once-${i}.txt`)).toBe(1);
+      for (const [i, job] of jobs.entries()) expect((await settle(job.uuid, replicas[(i + 1) % 2])).status).toBe("succeeded");
+      // Both processes scan the store; the lease lets only one fetch each source.
+      for (let i = 0; i < 6; i++) expect(origin.gets.get(`/files/once-${i}.txt`)).toBe(1);
     } finally {
-      await replica.close();
+      await Promise.all([one.stop(), two.stop()]);
     }
   });
 
