@@ -191,8 +191,9 @@ describe("the state sweeper on a folder store, with two replicas", () => {
   });
 });
 
-describe("the state sweeper on Swift", () => {
+describe("the state sweeper on Swift, with two replicas", () => {
   let a: GatewayProcess;
+  let b: GatewayProcess;
   const prefix = freshPrefix("sweep");
   const client = adminClient();
 
@@ -208,10 +209,11 @@ describe("the state sweeper on Swift", () => {
     const finished = job("succeeded", Date.now() - 40 * DAY);
     objects[`.zipgate/jobs/${(JSON.parse(finished) as { uuid: string }).uuid}/job`] = finished;
     await putObjects(client, prefix, objects);
-    a = await startGatewayProcess({ ...s3Env(prefix), ZIPGATE_SWEEP_INTERVAL: "1s", ZIPGATE_JOB_RETENTION: "1s" });
+    const env = { ...s3Env(prefix), ZIPGATE_SWEEP_INTERVAL: "1s", ZIPGATE_JOB_RETENTION: "1s" };
+    [a, b] = await Promise.all([startGatewayProcess(env), startGatewayProcess(env)]);
   });
   afterAll(async () => {
-    await a?.stop();
+    await Promise.all([a?.stop(), b?.stop()]);
     client.destroy();
   });
 
@@ -231,6 +233,6 @@ describe("the state sweeper on Swift", () => {
     const res = await fetch(a.url + live.path);
     expect(res.status).toBe(200);
     await res.arrayBuffer();
-    expect(sweptTotals(a)).toMatchObject({ zipballs: 60, jobs: 1 });
+    expect(sweptTotals(a, b)).toMatchObject({ zipballs: 60, jobs: 1 });
   });
 });
