@@ -168,13 +168,12 @@ export class Sweeper {
 
   async #sweepJobs(report: SweepReport, pace: () => Promise<void>, now: () => number): Promise<void> {
     const { storage, jobRetentionMs } = this.#opts;
-    for (const item of await listed(storage, JOBS)) {
-      const m = /^([^/]+)\/job$/.exec(item.key.slice(JOBS.length));
+    for (const [uuid, parts] of grouped(await listed(storage, JOBS), JOBS)) {
+      const record = parts.find((p) => p.key === `${JOBS}${uuid}/job`);
       // A job record is rewritten until the job (and its webhook) is done: a recent one is not due.
-      if (item.kind !== "file" || !m || now() - item.mtimeMs < jobRetentionMs) continue;
-      const uuid = m[1] as string;
+      if (!record || now() - record.mtimeMs < jobRetentionMs) continue;
       await pace();
-      const body = await storage.get(item.key);
+      const body = await storage.get(record.key);
       if (!body) continue;
       let job: JobRecord;
       try {
@@ -185,13 +184,27 @@ export class Sweeper {
       const finished = job.status === "succeeded" || job.status === "failed";
       const at = Date.parse(job.completed_at ?? "");
       if (!finished || !Number.isFinite(at) || now() - at < jobRetentionMs) continue;
-      for (const key of [`${JOBS}${uuid}/lease`, `${JOBS_PENDING}${uuid}`, item.key]) {
+      // Its lease (and a store's claim marker beside it) first, the record last.
+      for (const key of [...parts.filter((p) => p !== record).map((p) => p.key), `${JOBS_PENDING}${uuid}`, record.key]) {
         await pace();
         await storage.delete(key);
       }
       report.jobs += 1;
     }
   }
+}
+
+/** Files listed below `prefix`, grouped by their first segment (a zipball's or a job's id), in order. */
+function grouped(items: ListItem[], prefix: string): Map<string, Array<ListItem & { kind: "file" }>> {
+  const groups = new Map<string, Array<ListItem & { kind: "file" }>>();
+  for (const item of items) {
+    if (item.kind !== "file") continue;
+    const id = item.key.slice(prefix.length).split("/", 1)[0] ?? "";
+    const group = groups.get(id);
+    if (group) group.push(item);
+    else groups.set(id, [item]);
+  }
+  return groups;
 }
 
 /** The expiry (seconds since the epoch) in a stored manifest's token; undefined when unreadable. */

@@ -197,7 +197,11 @@ describe("ZipKit-style jobs writing zips into a bucket (Swift)", () => {
     const replicas = [one, two].map((p) => ({
       url: p.url,
       post: (path: string, body: unknown) =>
-        fetch(p.url + path, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${TEST_KEY}` }, body: JSON.stringify(body) }),
+        fetch(p.url + path, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${TEST_KEY}` },
+          body: JSON.stringify(body),
+        }),
     })) as unknown as RunningGateway[];
     try {
       const jobs = [];

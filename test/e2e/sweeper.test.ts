@@ -207,7 +207,11 @@ describe("the state sweeper on Swift, with two replicas", () => {
       if (i % 3 === 0) objects[`.zipgate/zipballs/${id}/progress`] = "{}";
     }
     const finished = job("succeeded", Date.now() - 40 * DAY);
-    objects[`.zipgate/jobs/${(JSON.parse(finished) as { uuid: string }).uuid}/job`] = finished;
+    const uuid = (JSON.parse(finished) as { uuid: string }).uuid;
+    objects[`.zipgate/jobs/${uuid}/job`] = finished;
+    // A store without conditional writes keeps a claim marker beside a lease: it goes too.
+    objects[`.zipgate/jobs/${uuid}/lease`] = JSON.stringify({ owner: "x", until: 0 });
+    objects[`.zipgate/jobs/${uuid}/lease.claim`] = "token";
     await putObjects(client, prefix, objects);
     const env = { ...s3Env(prefix), ZIPGATE_SWEEP_INTERVAL: "1s", ZIPGATE_JOB_RETENTION: "1s" };
     [a, b] = await Promise.all([startGatewayProcess(env), startGatewayProcess(env)]);

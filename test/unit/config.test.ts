@@ -22,6 +22,22 @@ describe("configuration", () => {
     expect(() => loadConfig({ ZIPGATE_CACHE_MB: "0" })).toThrow(/ZIPGATE_CACHE_MB/);
   });
 
+  it("reads the state settings: sweep, retention, cache time, Box lease", () => {
+    expect(loadConfig({}).state).toEqual({ sweepIntervalMs: 3_600_000, sweepRate: 100, jobRetentionMs: 30 * 86_400_000, cacheTtlMs: 60_000 });
+    expect(loadConfig({}).box.leaseMs).toBe(60_000);
+    const c = loadConfig({ ZIPGATE_SWEEP_INTERVAL: "0", ZIPGATE_JOB_RETENTION: "0", ZIPGATE_CACHE_TTL: "5s", ZIPGATE_BOX_LEASE: "10s" });
+    expect(c.state).toMatchObject({ sweepIntervalMs: 0, jobRetentionMs: 0, cacheTtlMs: 5000 });
+    expect(c.box.leaseMs).toBe(10_000);
+    expect(loadConfig({ ZIPGATE_JOB_RETENTION: "400d" }).state.jobRetentionMs).toBe(400 * 86_400_000);
+    try {
+      loadConfig({ ZIPGATE_JOB_RETENTION: "forever", ZIPGATE_SWEEP_RATE: "0", ZIPGATE_BOX_LEASE: "1s", ZIPGATE_CACHE_TTL: "0" });
+      expect.unreachable();
+    } catch (err) {
+      const problems = (err as ConfigError).problems.join("\n");
+      for (const v of ["ZIPGATE_JOB_RETENTION", "ZIPGATE_SWEEP_RATE", "ZIPGATE_BOX_LEASE", "ZIPGATE_CACHE_TTL"]) expect(problems).toContain(v);
+    }
+  });
+
   it("reports every bad value at once", () => {
     try {
       loadConfig({ PORT: "nope", ZIPGATE_SIGNING_SECRET: "short", ZIPGATE_MAX_BYTES: "lots", ZIPGATE_TTL: "soon", ZIPGATE_API_KEYS: "tiny" });
