@@ -92,7 +92,7 @@ for (let round = 0; round < ROUNDS; round++) {
     const before = (await readdir(join(root, ".zipgate", "zipballs"))).length;
     const t = await timeDownloads(gw.url, u.pathname + u.search, 20);
     const after = (await readdir(join(root, ".zipgate", "zipballs"))).length;
-    (runs[label] ??= []).push({ ...t, swept: before - after });
+    runs[label] = [...(runs[label] ?? []), { ...t, swept: before - after }];
     gw.child.kill();
     await rm(root, { recursive: true, force: true });
   }
