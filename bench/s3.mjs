@@ -16,7 +16,7 @@ import { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { CreateBucketCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
-import { atExit, cpuSeconds, freePort, run, sleep, startServer, stopProcess } from "./lib/proc.mjs";
+import { atExit, cpuSeconds, freePort, run, startServer, stopProcess } from "./lib/proc.mjs";
 import { median } from "./lib/stats.mjs";
 import { startThrottleProxy } from "./lib/throttle-proxy.mjs";
 
@@ -84,7 +84,7 @@ async function gateway(endpoint, env = {}) {
   const srv = await startServer({
     name: "zipgate",
     command: process.execPath,
-    args: [join(repo, "dist/main.js")],
+    args: [...(process.env.GATEWAY_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.GATEWAY_PROF}`] : []), join(repo, "dist/main.js")],
     env: {
       PORT: String(port),
       ZIPGATE_API_KEYS: KEY,

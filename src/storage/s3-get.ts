@@ -271,13 +271,13 @@ export async function readInParts(
   const firstEnd = Math.min(end, start + parts.partSize);
   const first = await get({ key: req.key, etag: req.etag, range: { start, end: firstEnd }, signal });
   let next = firstEnd;
-  const ahead: Array<{ part: Promise<Buffer>; size: number }> = [];
+  const ahead: Array<{ part: Promise<Buffer[]>; size: number }> = [];
   const launch = (): boolean => {
     const size = Math.min(parts.partSize, end - next);
     if (size <= 0 || ahead.length >= parts.depth - 1 || !parts.pool.take(size)) return false;
     const range = { start: next, end: next + size };
     next += size;
-    const part = get({ key: req.key, etag: req.etag, range, signal }).then((body) => (Buffer.isBuffer(body) ? body : whole(body, size)));
+    const part = get({ key: req.key, etag: req.etag, range, signal }).then((body) => (Buffer.isBuffer(body) ? [body] : whole(body, size)));
     part.catch(() => {}); // awaited in turn
     ahead.push({ part, size });
     return true;
@@ -290,11 +290,11 @@ export async function readInParts(
       if (Buffer.isBuffer(first)) yield first;
       else for await (const chunk of first as AsyncIterable<Buffer>) yield chunk;
       while (ahead.length > 0) {
-        const { part, size } = ahead.shift() as { part: Promise<Buffer>; size: number };
+        const { part, size } = ahead.shift() as { part: Promise<Buffer[]>; size: number };
         holding = size;
         const data = await part;
         while (launch());
-        yield data;
+        yield* data;
         holding = 0;
         parts.pool.give(size);
         // Nothing left to take from the pool: the rest as one stream.
@@ -319,18 +319,21 @@ export async function readInParts(
   return Readable.from(chunks(), { objectMode: false, highWaterMark: 64 * 1024 });
 }
 
-/** A part's body read into one buffer of its known size. */
-async function whole(body: Readable, size: number): Promise<Buffer> {
-  const out = Buffer.allocUnsafe(size);
+/**
+ * A part's body, all of it, as the chunks it arrived in: copying them into one buffer cost
+ * more CPU than the rest of the part's way (a sixth of a profile) and made garbage of 8 MiB.
+ */
+async function whole(body: Readable, size: number): Promise<Buffer[]> {
+  const chunks: Buffer[] = [];
   let at = 0;
   for await (const chunk of body as AsyncIterable<Buffer>) {
-    if (at + chunk.length > size) {
+    at += chunk.length;
+    if (at > size) {
       body.destroy();
       throw new S3RequestError("PreconditionFailed", "the object is longer than its length", 412);
     }
-    chunk.copy(out, at);
-    at += chunk.length;
+    chunks.push(chunk);
   }
   if (at !== size) throw new S3RequestError("PreconditionFailed", "the object is shorter than its length", 412);
-  return out;
+  return chunks;
 }
