@@ -289,7 +289,15 @@ export async function readInParts(
       while (launch());
       if (Buffer.isBuffer(first)) yield first;
       else for await (const chunk of first as AsyncIterable<Buffer>) yield chunk;
-      while (ahead.length > 0) {
+      while (ahead.length > 0 || next < end) {
+        if (ahead.length === 0) {
+          // Nothing could be taken from the pool: the rest as one stream.
+          const rest = await get({ key: req.key, etag: req.etag, range: { start: next, end }, signal });
+          next = end;
+          if (Buffer.isBuffer(rest)) yield rest;
+          else for await (const chunk of rest as AsyncIterable<Buffer>) yield chunk;
+          continue;
+        }
         const { part, size } = ahead.shift() as { part: Promise<Buffer[]>; size: number };
         holding = size;
         const data = await part;
@@ -297,13 +305,6 @@ export async function readInParts(
         yield* data;
         holding = 0;
         parts.pool.give(size);
-        // Nothing left to take from the pool: the rest as one stream.
-        if (ahead.length === 0 && next < end) {
-          const rest = await get({ key: req.key, etag: req.etag, range: { start: next, end }, signal });
-          next = end;
-          if (Buffer.isBuffer(rest)) yield rest;
-          else for await (const chunk of rest as AsyncIterable<Buffer>) yield chunk;
-        }
       }
     } finally {
       controller.abort(new Error("the object's read ended"));
@@ -316,7 +317,14 @@ export async function readInParts(
         );
     }
   }
-  return Readable.from(chunks(), { objectMode: false, highWaterMark: 64 * 1024 });
+  const out = Readable.from(chunks(), { objectMode: false, highWaterMark: 64 * 1024 });
+  // Destroyed before its first read, the generator never runs its cleanup: the first part's
+  // response (and its socket) is let go here.
+  out.once("close", () => {
+    controller.abort(new Error("the object's read ended"));
+    if (!Buffer.isBuffer(first)) first.destroy();
+  });
+  return out;
 }
 
 /**

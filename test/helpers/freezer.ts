@@ -11,6 +11,8 @@ export interface Freezer {
   thaw(): void;
   /** Bytes passed from the server to the client so far. */
   bytesDown(): number;
+  /** Requests seen going to the server with a `Range` header, so far. */
+  rangedRequests(): number;
   close(): Promise<void>;
 }
 
@@ -18,6 +20,7 @@ export async function startFreezer(target: string): Promise<Freezer> {
   const upstream = new URL(target);
   let frozen = false;
   let down = 0;
+  let ranged = 0;
   const pairs = new Set<[Socket, Socket]>();
   const server: Server = createServer((client) => {
     const remote = connect(Number(upstream.port), upstream.hostname);
@@ -26,6 +29,7 @@ export async function startFreezer(target: string): Promise<Freezer> {
     const relay = (from: Socket, to: Socket, counted: boolean): void => {
       from.on("data", (chunk: Buffer) => {
         if (counted) down += chunk.length;
+        else ranged += chunk.toString("latin1").match(/\r\nrange: bytes=/gi)?.length ?? 0;
         if (!to.write(chunk)) from.pause();
         if (frozen) from.pause();
       });
@@ -66,6 +70,7 @@ export async function startFreezer(target: string): Promise<Freezer> {
       }
     },
     bytesDown: () => down,
+    rangedRequests: () => ranged,
     close: async () => {
       for (const [a, b] of pairs) {
         a.destroy();
