@@ -142,6 +142,9 @@ async function* generate(opts: ArchiveStreamOptions, start: number, end: number,
         // place with its mtime put back keeps its identity, not its bytes).
         const whole = complete;
         const expected = seg.end - seg.start;
+        // About to wait for the store: what is gathered goes out now, not when a batch fills
+        // (the first byte of an archive of small objects waited for 250 of them).
+        if (used > 0 && !reader.ready()) yield take();
         const body = await reader.next();
         let crc = 0;
         let got = 0;
@@ -288,12 +291,16 @@ class CrcTable {
  */
 class ReadAhead {
   readonly #pending: Array<Promise<ObjectBody>> = [];
+  /** Pending reads that have settled. */
+  readonly #opened = new WeakSet<Promise<ObjectBody>>();
   /** Bytes of each pending object, and their sum. */
   readonly #sizes: number[] = [];
   #aheadBytes = 0;
   #current: Readable | undefined;
   #closed = false;
   #exhausted = false;
+  /** Whether the first object opened has answered: until then only `depth` are opened. */
+  #answered = false;
 
   constructor(
     private readonly read: EntryReader,
@@ -335,7 +342,13 @@ class ReadAhead {
         }
         return body;
       });
-      opened.catch(() => {}); // awaited later; avoid an unhandled rejection meanwhile
+      opened.then(
+        () => {
+          this.#answered = true;
+          this.#opened.add(opened);
+        },
+        () => this.#opened.add(opened), // awaited later; avoid an unhandled rejection meanwhile
+      );
       this.#pending.push(opened);
       this.#sizes.push(seg.end - seg.start);
       this.#aheadBytes += seg.end - seg.start;
@@ -346,7 +359,17 @@ class ReadAhead {
   #wantsMore(): boolean {
     const n = this.#pending.length;
     if (n > 0 && allAheadBytes >= ALL_AHEAD_BYTES) return false;
-    return n < this.depth || (n < this.depth * SMALL_AHEAD_FACTOR && this.#aheadBytes < SMALL_AHEAD_BYTES);
+    // Small objects are opened further ahead once the store has answered a first one: a store
+    // of limited capacity given hundreds of requests at once answers the first (the first byte
+    // of the download) only with the last of them.
+    return n < this.depth || (this.#answered && n < this.depth * SMALL_AHEAD_FACTOR && this.#aheadBytes < SMALL_AHEAD_BYTES);
+  }
+
+  /** Whether the next object is open already (taking it would not wait for the store). */
+  ready(): boolean {
+    this.#fill();
+    const next = this.#pending[0];
+    return next !== undefined && this.#opened.has(next);
   }
 
   /** Waits for the next object to be open, without taking it. */
