@@ -1,11 +1,22 @@
 /**
- * Pure zip layout (store mode, data-descriptor form).
+ * Pure zip layout (store mode).
  *
- * Given the entries of an archive (name bytes, size, mtime) this module
+ * Given the entries of an archive (name bytes, size, mtime, form) this module
  * computes, before a single byte is produced, the offset and bytes of every
- * header and the total length. Nothing here depends on CRCs except the bytes
- * of data descriptors and central-directory records, which take the CRC as an
- * argument. That is what makes an exact Content-Length and HTTP Range possible.
+ * header and the total length. No length depends on a CRC; only the bytes of
+ * the records that hold one take it as an argument. That is what makes an
+ * exact Content-Length and HTTP Range possible.
+ *
+ * Each file entry has one of two forms, chosen by the caller (and pinned with
+ * the zipball, so every replica writes the same bytes):
+ * - `descriptor` (the default, and what every manifest without a form had):
+ *   general-purpose bit 3 set, CRC and sizes zero in the local header and
+ *   given in a data descriptor after the data. Needs no CRC before the data.
+ * - `classic`: bit 3 clear, CRC and sizes in the local header (real sizes in
+ *   the zip64 extra), no descriptor. 16 bytes shorter (24 for zip64), and the
+ *   only form streaming readers (Java ZipInputStream, bsdtar from a pipe,
+ *   unzipper Parse, fflate Unzip…) read without guessing; it needs the CRC
+ *   before the local header.
  *
  * Zip64 is decided per entry from its size and its local-header offset; when
  * an entry is zip64, its local header carries a zip64 extra, its data
@@ -58,6 +69,12 @@ export interface LayoutInput {
   size: number;
   /** Modification time in milliseconds since the epoch. */
   mtimeMs: number;
+  /**
+   * How a file's CRC and sizes are written: in the local header (`classic`, the CRC must be
+   * known before the header) or in a data descriptor after the data. Ignored for directories.
+   * @default "descriptor"
+   */
+  form?: "classic" | "descriptor" | undefined;
 }
 
 export interface LayoutEntry {
@@ -70,6 +87,8 @@ export interface LayoutEntry {
   readonly mtimeMs: number;
   readonly utf8: boolean;
   readonly zip64: boolean;
+  /** A file in the classic form: CRC and sizes in the local header, no data descriptor. */
+  readonly classic: boolean;
   /** Offset of the local header. */
   readonly offset: number;
   readonly localLength: number;
@@ -90,6 +109,8 @@ export interface Layout {
   readonly endOffset: number;
   readonly zip64End: boolean;
   readonly endLength: number;
+  /** How many file entries have the classic form. */
+  readonly classicCount: number;
   /** Exact archive length in bytes. */
   readonly total: number;
 }
@@ -109,6 +130,7 @@ const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
 export function computeLayout(inputs: readonly LayoutInput[]): Layout {
   const entries: LayoutEntry[] = [];
   let offset = 0;
+  let classicCount = 0;
   for (const input of inputs) {
     // Names stay strings, encoded as each record is written: 100,000 entries would otherwise hold 100,000 Buffers.
     const name = input.name;
@@ -118,9 +140,11 @@ export function computeLayout(inputs: readonly LayoutInput[]): Layout {
     const size = isFile ? input.size : 0;
     if (!Number.isSafeInteger(size) || size < 0) throw new RangeError("entry size must be a non-negative integer");
     const zip64 = size >= MAX_32 || offset >= MAX_32;
+    const classic = isFile && input.form === "classic";
+    if (classic) classicCount++;
     const ts = hasTimestamp(input.mtimeMs) ? TIMESTAMP_EXTRA : 0;
     const localLength = LOCAL_FIXED + nameLength + (zip64 ? ZIP64_LOCAL_EXTRA : 0) + ts;
-    const descriptorLength = isFile ? (zip64 ? DESCRIPTOR_64 : DESCRIPTOR_32) : 0;
+    const descriptorLength = isFile && !classic ? (zip64 ? DESCRIPTOR_64 : DESCRIPTOR_32) : 0;
     const centralLength = CENTRAL_FIXED + nameLength + (zip64 ? ZIP64_CENTRAL_EXTRA : 0) + ts;
     entries.push({
       name,
@@ -130,6 +154,7 @@ export function computeLayout(inputs: readonly LayoutInput[]): Layout {
       mtimeMs: input.mtimeMs,
       utf8: !PRINTABLE_ASCII.test(name),
       zip64,
+      classic,
       offset,
       localLength,
       dataOffset: offset + localLength,
@@ -150,7 +175,7 @@ export function computeLayout(inputs: readonly LayoutInput[]): Layout {
   const endLength = (zip64End ? ZIP64_EOCD + ZIP64_LOCATOR : 0) + EOCD;
   const total = central + endLength;
   if (total > MAX_SAFE) throw new RangeError("archive too large");
-  return { entries, centralStart, centralSize, endOffset: central, zip64End, endLength, total };
+  return { entries, centralStart, centralSize, endOffset: central, zip64End, endLength, classicCount, total };
 }
 
 /** DOS date (high 16 bits) and time (low 16 bits), in UTC so every replica writes the same bytes. */
@@ -165,7 +190,7 @@ function dosDateTime(mtimeMs: number): number {
 }
 
 function flags(entry: LayoutEntry): number {
-  return (entry.kind === "file" ? FLAG_DATA_DESCRIPTOR : 0) | (entry.utf8 ? FLAG_UTF8 : 0);
+  return (entry.kind === "file" && !entry.classic ? FLAG_DATA_DESCRIPTOR : 0) | (entry.utf8 ? FLAG_UTF8 : 0);
 }
 
 function writeTimestamp(buf: Buffer, at: number, mtimeMs: number): number {
@@ -176,28 +201,30 @@ function writeTimestamp(buf: Buffer, at: number, mtimeMs: number): number {
   return at + TIMESTAMP_EXTRA;
 }
 
-/** Bytes of an entry's local header. */
-export function localHeader(entry: LayoutEntry): Buffer {
+/** Bytes of an entry's local header; `crc` is used by classic entries only. */
+export function localHeader(entry: LayoutEntry, crc = 0): Buffer {
   const buf = Buffer.allocUnsafe(entry.localLength);
-  writeLocalHeader(entry, buf, 0);
+  writeLocalHeader(entry, buf, 0, crc);
   return buf;
 }
 
 /**
  * Writes an entry's local header (`entry.localLength` bytes) into `buf` at `at`; every byte
- * is written, so `buf` need not be zeroed.
+ * is written, so `buf` need not be zeroed. A classic entry's header holds `crc` and the sizes.
  */
-export function writeLocalHeader(entry: LayoutEntry, buf: Buffer, at: number): void {
+export function writeLocalHeader(entry: LayoutEntry, buf: Buffer, at: number, crc = 0): void {
   const dosTime = dosDateTime(entry.mtimeMs);
   buf.writeUInt32LE(SIG_LOCAL, at);
   buf.writeUInt16LE(entry.zip64 ? VERSION_ZIP64 : VERSION_DEFAULT, at + 4);
   buf.writeUInt16LE(flags(entry), at + 6);
   buf.writeUInt16LE(0, at + 8); // stored
   buf.writeUInt32LE(dosTime >>> 0, at + 10); // time, then date
-  // CRC and sizes follow in the data descriptor (bit 3); zip64 entries point to their extra.
-  buf.writeUInt32LE(0, at + 14);
-  buf.writeUInt32LE(entry.zip64 ? MAX_32 : 0, at + 18);
-  buf.writeUInt32LE(entry.zip64 ? MAX_32 : 0, at + 22);
+  // Descriptor form: CRC and sizes follow in the data descriptor (bit 3). Classic form: here.
+  // Either way zip64 entries point to their extra for the sizes.
+  const size = entry.classic ? entry.size : 0;
+  buf.writeUInt32LE(entry.classic ? crc >>> 0 : 0, at + 14);
+  buf.writeUInt32LE(entry.zip64 ? MAX_32 : size, at + 18);
+  buf.writeUInt32LE(entry.zip64 ? MAX_32 : size, at + 22);
   buf.writeUInt16LE(entry.nameLength, at + 26);
   buf.writeUInt16LE(entry.localLength - LOCAL_FIXED - entry.nameLength, at + 28);
   buf.write(entry.name, at + LOCAL_FIXED, entry.nameLength, "utf8");
@@ -205,7 +232,9 @@ export function writeLocalHeader(entry: LayoutEntry, buf: Buffer, at: number): v
   if (entry.zip64) {
     buf.writeUInt16LE(0x0001, p);
     buf.writeUInt16LE(16, p + 2);
-    buf.fill(0, p + 4, p + ZIP64_LOCAL_EXTRA); // sizes are zero here: the data descriptor holds them
+    // Uncompressed then compressed size; zero in the descriptor form, whose descriptor holds them.
+    buf.writeBigUInt64LE(BigInt(size), p + 4);
+    buf.writeBigUInt64LE(BigInt(size), p + 12);
     p += ZIP64_LOCAL_EXTRA;
   }
   if (hasTimestamp(entry.mtimeMs)) writeTimestamp(buf, p, entry.mtimeMs);
@@ -366,11 +395,43 @@ export function* segments(layout: Layout, start = 0, end = layout.total): Genera
 }
 
 /**
- * Entries whose CRC is needed to produce [start, end) without reading their
- * data inside that range: their descriptor or central record is in the range
- * while not all of their data is. Ascending; allocates nothing per entry.
+ * Entries whose CRC is needed before the bytes of [start, end) can be produced, other than
+ * from their data inside that range: their descriptor or central record is in the range
+ * while not all of their data is; or they are classic, their local header is in the range,
+ * and their data is not all in it, or is larger than `inlineMax` (a classic entry's data
+ * in the range, whole and at most `inlineMax` bytes, is read before its header and its CRC
+ * taken from it). Ascending, without repeats; allocates nothing per entry.
  */
-export function crcsNeeded(layout: Layout, start: number, end: number): number[] {
+export function crcsNeeded(layout: Layout, start: number, end: number, inlineMax = Number.POSITIVE_INFINITY): number[] {
+  const out = descriptorCrcsNeeded(layout, start, end);
+  if (layout.classicCount === 0 || start >= end || start >= layout.centralStart) return out;
+  const { entries } = layout;
+  const headers: number[] = [];
+  for (let i = lastAtOrBefore(layout, start, (e) => e.offset); i < entries.length; i++) {
+    const e = entries[i] as LayoutEntry;
+    if (e.offset >= end) break;
+    // Its local header is in the range when the range starts before its data.
+    if (!e.classic || e.size === 0 || e.dataOffset <= start) continue;
+    if (e.dataOffset + e.size > end || e.size > inlineMax) headers.push(i);
+  }
+  if (headers.length === 0) return out;
+  // Both lists are ascending: merge them without repeats.
+  const merged: number[] = [];
+  let a = 0;
+  let b = 0;
+  while (a < out.length || b < headers.length) {
+    const x = out[a] ?? Number.POSITIVE_INFINITY;
+    const y = headers[b] ?? Number.POSITIVE_INFINITY;
+    const next = Math.min(x, y);
+    if (x === next) a++;
+    if (y === next) b++;
+    merged.push(next);
+  }
+  return merged;
+}
+
+/** The descriptor and central-record part of `crcsNeeded`. */
+function descriptorCrcsNeeded(layout: Layout, start: number, end: number): number[] {
   const { entries } = layout;
   const out: number[] = [];
   if (start >= end || entries.length === 0) return out;
@@ -382,7 +443,7 @@ export function crcsNeeded(layout: Layout, start: number, end: number): number[]
     const k = lastAtOrBefore(layout, start, (e) => e.offset);
     const e = entries[k] as LayoutEntry;
     const dataEnd = e.dataOffset + e.size;
-    if (needs(e) && dataEnd < end && dataEnd + e.descriptorLength > start) first = k;
+    if (needs(e) && e.descriptorLength > 0 && dataEnd < end && dataEnd + e.descriptorLength > start) first = k;
   }
   if (end > layout.centralStart && start < layout.endOffset) {
     for (let i = lastAtOrBefore(layout, Math.max(start, layout.centralStart), (e) => e.centralOffset); i < entries.length; i++) {

@@ -34,6 +34,12 @@ export interface ArchiveStreamOptions {
    */
   knownCrcs?: ReadonlyMap<number, number>;
   lookupCrc?: (indexes: number[]) => Promise<Map<number, number>>;
+  /**
+   * Largest classic entry whose CRC, when unknown, is taken from its data read whole just
+   * before its local header is written; larger ones are asked of `lookupCrc` first.
+   * @default CLASSIC_INLINE_MAX
+   */
+  inlineCrcMax?: number;
   /** Called with every CRC computed from data streamed whole. */
   onCrc?: (index: number, crc: number) => void;
   /** Called when a file entry's data has been streamed whole. */
@@ -58,6 +64,12 @@ const BATCH = batchBuffers.size;
 /** Data chunks at least this long are handed on as they are, not copied into a batch. */
 const COPY_BELOW = 32 * 1024;
 const DEFAULT_READ_AHEAD = 8;
+/**
+ * Largest object whose CRC a download may compute just before the object's local header
+ * goes out (held whole meanwhile): the size up to which objects are small enough to be
+ * written in the classic form without knowing their CRC at creation.
+ */
+export const CLASSIC_INLINE_MAX = 256 * 1024;
 /** Small objects ahead: at most this many bytes together, and the read-ahead times this many objects. */
 const SMALL_AHEAD_BYTES = 1024 * 1024;
 const SMALL_AHEAD_FACTOR = 32;
@@ -85,7 +97,7 @@ export async function openArchiveRange(opts: ArchiveStreamOptions): Promise<Asyn
   const end = opts.end ?? layout.total;
   const crcs = new CrcTable(layout.entries.length);
   for (const [i, crc] of opts.knownCrcs ?? []) crcs.set(i, crc);
-  const missing = crcsNeeded(layout, start, end).filter((i) => !crcs.has(i));
+  const missing = crcsNeeded(layout, start, end, opts.inlineCrcMax ?? CLASSIC_INLINE_MAX).filter((i) => !crcs.has(i));
   if (missing.length > 0) {
     if (!opts.lookupCrc) throw new Error("CRC lookup required for this range");
     for (const [i, crc] of await opts.lookupCrc(missing)) crcs.set(i, crc);
@@ -131,8 +143,25 @@ async function* generate(opts: ArchiveStreamOptions, start: number, end: number,
     return crc;
   };
 
+  /** A classic entry's data, read whole before its header to learn its CRC; sent next. */
+  let early: { index: number; body: Buffer } | undefined;
+
   try {
     for (const seg of segments(layout, start, end)) {
+      if (seg.kind === "local" && !crcs.has(seg.index)) {
+        const e = layout.entries[seg.index] as LayoutEntry;
+        if (e.classic && e.size > 0) {
+          // About to wait for the store: what is gathered goes out first, as for data below.
+          if (used > 0 && !reader.ready()) yield take();
+          // Its CRC goes into the header: read the (small) object whole first. Its data is all
+          // in the range, or crcsNeeded would have had the CRC looked up before.
+          const body = await wholeBody(await reader.next(), e, opts.idleTimeoutMs);
+          const crc = crc32(body, 0);
+          crcs.set(seg.index, crc);
+          opts.onCrc?.(seg.index, crc);
+          early = { index: seg.index, body };
+        }
+      }
       if (seg.kind === "data") {
         const e = layout.entries[seg.index] as LayoutEntry;
         const complete = seg.start === e.dataOffset && seg.end === e.dataOffset + e.size;
@@ -144,8 +173,9 @@ async function* generate(opts: ArchiveStreamOptions, start: number, end: number,
         const expected = seg.end - seg.start;
         // About to wait for the store: what is gathered goes out now, not when a batch fills
         // (the first byte of an archive of small objects waited for 250 of them).
-        if (used > 0 && !reader.ready()) yield take();
-        const body = await reader.next();
+        if (early?.index !== seg.index && used > 0 && !reader.ready()) yield take();
+        const body = early?.index === seg.index ? early.body : await reader.next();
+        early = undefined;
         let crc = 0;
         let got = 0;
         // A small object comes as one Buffer: taken as it is, without an async iterator.
@@ -194,7 +224,7 @@ async function* generate(opts: ArchiveStreamOptions, start: number, end: number,
       }
 
       // Header bytes: written in place when the whole record is in the range and fits.
-      const crc = seg.kind === "descriptor" || seg.kind === "central" ? crcOf(seg.index) : 0;
+      const crc = seg.kind === "descriptor" || seg.kind === "central" || (seg.kind === "local" && layout.entries[seg.index]?.classic) ? crcOf(seg.index) : 0;
       const [at, length] = recordBounds(layout, seg);
       const part = seg.end - seg.start;
       if (part === length && length <= BATCH) {
@@ -223,6 +253,26 @@ async function* generate(opts: ArchiveStreamOptions, start: number, end: number,
     // Objects opened ahead and never taken (a failure, a client gone) give back their share.
     reader.close();
   }
+}
+
+/** An object's bytes as one Buffer (it is small): exactly its size, or ObjectChanged. */
+async function wholeBody(body: ObjectBody, entry: LayoutEntry, idleTimeoutMs: number | undefined): Promise<Buffer> {
+  if (Buffer.isBuffer(body)) {
+    if (body.length !== entry.size) throw new ObjectChanged(entry.name);
+    return body;
+  }
+  const chunks: Buffer[] = [];
+  let got = 0;
+  const stream = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  for (;;) {
+    const step = idleTimeoutMs ? await within(stream.next(), idleTimeoutMs, body) : await stream.next();
+    if (step.done) break;
+    got += step.value.length;
+    if (got > entry.size) throw new ObjectChanged(entry.name);
+    chunks.push(step.value);
+  }
+  if (got !== entry.size) throw new ObjectChanged(entry.name);
+  return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, got);
 }
 
 /** `step`, or StorageTimeout (and the body destroyed) when it takes longer than `ms`. */
@@ -256,7 +306,7 @@ function writeRecord(layout: Layout, seg: HeaderSegment, crc: number, buf: Buffe
     return;
   }
   const e = layout.entries[seg.index] as LayoutEntry;
-  if (seg.kind === "local") writeLocalHeader(e, buf, to);
+  if (seg.kind === "local") writeLocalHeader(e, buf, to, crc);
   else if (seg.kind === "descriptor") writeDataDescriptor(e, crc, buf, to);
   else writeCentralRecord(e, crc, buf, to);
 }

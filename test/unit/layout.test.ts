@@ -166,18 +166,24 @@ describe("layout", () => {
   });
 
   it("needs the same CRCs as a definition from the segments, on random layouts and ranges", () => {
-    // The definition: entries with a descriptor or central record in the range whose data is not all in it.
+    // The definition: entries with a descriptor or central record in the range whose data is not all in it,
+    // and classic entries with their local header in it whose data is not all in it or is over the inline limit.
+    const INLINE = 150;
     const reference = (layout: ReturnType<typeof computeLayout>, start: number, end: number): number[] => {
       const needed = new Set<number>();
       const whole = new Set<number>();
+      const headers = new Set<number>();
       for (const seg of segments(layout, start, end)) {
         if (seg.kind === "end") continue;
         const e = layout.entries[seg.index]!;
         if (e.kind !== "file") continue;
         if (seg.kind === "data" && seg.start === e.dataOffset && seg.end === e.dataOffset + e.size) whole.add(seg.index);
         if (seg.kind === "descriptor" || seg.kind === "central") needed.add(seg.index);
+        if (seg.kind === "local" && e.classic) headers.add(seg.index);
       }
-      return [...needed].filter((i) => !whole.has(i) && layout.entries[i]!.size > 0).sort((x, y) => x - y);
+      const out = new Set([...needed].filter((i) => !whole.has(i)));
+      for (const i of headers) if (!whole.has(i) || layout.entries[i]!.size > INLINE) out.add(i);
+      return [...out].filter((i) => layout.entries[i]!.size > 0).sort((x, y) => x - y);
     };
     let seed = 7;
     const rand = (n: number): number => {
@@ -186,14 +192,103 @@ describe("layout", () => {
     };
     for (let round = 0; round < 200; round++) {
       const inputs: LayoutInput[] = Array.from({ length: 1 + rand(12) }, (_, i) =>
-        rand(5) === 0 ? { name: `d${i}/`, kind: "dir", size: 0, mtimeMs: 0 } : file(`f${i}`, rand(4) === 0 ? 0 : rand(300)),
+        rand(5) === 0
+          ? { name: `d${i}/`, kind: "dir", size: 0, mtimeMs: 0 }
+          : { ...file(`f${i}`, rand(4) === 0 ? 0 : rand(300)), form: rand(2) === 0 ? "classic" : "descriptor" },
       );
       const layout = computeLayout(inputs);
       for (let r = 0; r < 20; r++) {
         const a = rand(layout.total + 1);
         const b = a + rand(layout.total + 1 - a);
-        expect(crcsNeeded(layout, a, b), `${a}-${b} of ${layout.total}`).toEqual(reference(layout, a, b));
+        expect(crcsNeeded(layout, a, b, INLINE), `${a}-${b} of ${layout.total}`).toEqual(reference(layout, a, b));
       }
     }
+  });
+
+  it("writes a classic entry with bit 3 clear, its CRC and sizes in the local header and no descriptor", () => {
+    const layout = computeLayout([{ ...file("a.txt", 5), form: "classic" }, file("b.txt", 5), dir("d/")]);
+    const [a, b, d] = layout.entries;
+    expect(a?.classic).toBe(true);
+    expect(b?.classic).toBe(false);
+    expect(d?.classic).toBe(false);
+    expect(a?.descriptorLength).toBe(0);
+    expect(layout.classicCount).toBe(1);
+    const h = localHeader(a!, 0x12345678);
+    expect(h.readUInt16LE(6) & 0x8).toBe(0);
+    expect(h.readUInt32LE(14)).toBe(0x12345678);
+    expect(h.readUInt32LE(18)).toBe(5);
+    expect(h.readUInt32LE(22)).toBe(5);
+    expect(centralRecord(a!, 0x12345678).readUInt16LE(8) & 0x8).toBe(0);
+    // 16 bytes shorter than the descriptor form.
+    expect(computeLayout([file("a.txt", 5)]).total - computeLayout([{ ...file("a.txt", 5), form: "classic" }]).total).toBe(16);
+  });
+
+  it("gives a classic zip64 entry its real sizes in the local zip64 extra, 24 bytes shorter than a descriptor", () => {
+    const big = 2 ** 32 + 10;
+    const classic = computeLayout([
+      { ...file("big", big), form: "classic" },
+      { ...file("after", 4), form: "classic" },
+    ]);
+    const descriptor = computeLayout([file("big", big), file("after", 4)]);
+    expect(descriptor.total - classic.total).toBe(48);
+    const [e, after] = classic.entries;
+    const h = localHeader(e!, 7);
+    expect(h.readUInt32LE(14)).toBe(7);
+    expect(h.readUInt32LE(18)).toBe(0xffffffff);
+    expect(h.readUInt32LE(22)).toBe(0xffffffff);
+    expect(h.readUInt16LE(30 + 3)).toBe(1);
+    expect(Number(h.readBigUInt64LE(30 + 3 + 4))).toBe(big);
+    expect(Number(h.readBigUInt64LE(30 + 3 + 12))).toBe(big);
+    // A small entry past 4 GiB: zip64 for its offset, its real sizes in the extra.
+    expect(after?.zip64).toBe(true);
+    expect(Number(localHeader(after!, 9).readBigUInt64LE(30 + 5 + 4))).toBe(4);
+  });
+
+  it("writes classic entries as zip-stream does for entries given as Buffers (its classic form)", async () => {
+    const { crc32 } = await import("node:zlib");
+    const data = [
+      { name: "a.txt", data: Buffer.from("hello") },
+      { name: "empty", data: Buffer.alloc(0) },
+      { name: "dir/ü €.bin", data: Buffer.alloc(70_000, 7) },
+    ];
+    const zip = new ZipStream({ store: true });
+    const chunks: Buffer[] = [];
+    zip.on("data", (c: Buffer) => chunks.push(c));
+    const done = new Promise((resolve) => zip.on("end", resolve));
+    for (const e of data) {
+      await new Promise<void>((resolve, reject) =>
+        zip.entry(e.data, { name: e.name, date: new Date(T), store: true }, (err) => (err ? reject(err) : resolve())),
+      );
+    }
+    zip.finalize();
+    await done;
+    const reference = Buffer.concat(chunks);
+    const layout = computeLayout(data.map((d) => ({ ...file(d.name, d.data.length), form: "classic" as const })));
+    // Local headers agree from the flags to the name length (zip-stream says version 1.0 and writes no timestamp extra).
+    let at = 0;
+    layout.entries.forEach((e, i) => {
+      const ours = localHeader(e, crc32(data[i]!.data));
+      expect(ours.subarray(6, 28)).toEqual(reference.subarray(at + 6, at + 28));
+      at += 30 + e.nameLength + e.size;
+    });
+  });
+
+  it("needs the CRC of classic entries whose header is served without all of their data, or that are too large to read first", () => {
+    const layout = computeLayout([
+      { ...file("a", 10), form: "classic" },
+      { ...file("b", 1000), form: "classic" },
+      file("c", 10),
+      { ...file("d", 0), form: "classic" },
+    ]);
+    const [a, b] = layout.entries;
+    expect(crcsNeeded(layout, 0, layout.total)).toEqual([]);
+    expect(crcsNeeded(layout, 0, layout.total, 100)).toEqual([1]);
+    // The range ends inside b's data: its header needs the CRC first.
+    expect(crcsNeeded(layout, 0, b!.dataOffset + 10)).toEqual([1]);
+    // Starting inside a's header, all its data in the range: read before the header.
+    expect(crcsNeeded(layout, a!.offset + 3, b!.offset)).toEqual([]);
+    // Starting inside a's data: no header of a's, no CRC of a's, until its central record.
+    expect(crcsNeeded(layout, a!.dataOffset + 3, b!.offset)).toEqual([]);
+    expect(crcsNeeded(layout, a!.dataOffset + 3, layout.total)).toEqual([0]);
   });
 });

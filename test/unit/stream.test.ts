@@ -25,20 +25,28 @@ function items(): Item[] {
   return list;
 }
 
-function setup() {
+/** Every entry in the descriptor form, or a mix: every third one classic, and those up to 2,000 bytes. */
+function setup(forms: "descriptor" | "mixed" = "descriptor") {
   const list = items();
-  const inputs: LayoutInput[] = list.map((it) =>
+  const inputs: LayoutInput[] = list.map((it, i) =>
     it.data
-      ? { name: it.name, kind: "file", size: it.data.length, mtimeMs: 1_700_000_000_123 }
+      ? {
+          name: it.name,
+          kind: "file",
+          size: it.data.length,
+          mtimeMs: 1_700_000_000_123,
+          form: forms === "mixed" && (i % 3 === 0 || it.data.length <= 2000) ? "classic" : "descriptor",
+        }
       : { name: it.name, kind: "dir", size: 0, mtimeMs: 1_700_000_000_000 },
   );
   const layout = computeLayout(inputs);
   const crcs = list.map((it) => (it.data ? crc32(it.data) : 0));
   const parts: Buffer[] = [];
   layout.entries.forEach((e, i) => {
-    parts.push(localHeader(e));
+    parts.push(localHeader(e, crcs[i]));
     const data = list[i]?.data;
-    if (data) parts.push(data, dataDescriptor(e, crcs[i] as number));
+    if (data) parts.push(data);
+    if (data && !e.classic) parts.push(dataDescriptor(e, crcs[i] as number));
   });
   for (const [i, e] of layout.entries.entries()) parts.push(centralRecord(e, crcs[i] as number));
   parts.push(endRecords(layout));
@@ -92,5 +100,60 @@ describe("archive stream", () => {
       const body = await collect(await openArchiveRange({ layout, read, start, end, knownCrcs }));
       expect({ start, end, equal: body.equals(reference.subarray(start, end)) }).toEqual({ start, end, equal: true });
     }
+  });
+
+  it("writes classic entries with their CRC in the local header, learning small ones' CRCs before their header", async () => {
+    const { layout, crcs, reference, read } = setup("mixed");
+    expect(layout.classicCount).toBeGreaterThan(20);
+    expect(layout.entries.some((e) => e.kind === "file" && !e.classic)).toBe(true);
+    const asked: number[] = [];
+    // Known CRCs for the large classic entries only, as pinned at creation; small ones are learnt from their data.
+    const knownCrcs = new Map(layout.entries.flatMap((e, i) => (e.classic && e.size > 2000 ? [[i, crcs[i] as number] as const] : [])));
+    const lookupCrc = async (indexes: number[]) => {
+      asked.push(...indexes);
+      return new Map(indexes.map((i) => [i, crcs[i] as number]));
+    };
+    const body = await collect(await openArchiveRange({ layout, read, knownCrcs, lookupCrc }));
+    expect(body.equals(reference)).toBe(true);
+    expect(asked).toEqual([]);
+  });
+
+  it("produces any byte range of a mix of classic and descriptor entries, asking only for CRCs it cannot learn in the range", async () => {
+    const { layout, crcs, reference, read } = setup("mixed");
+    let seed = 777;
+    const rand = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const marks: number[] = [];
+    for (const e of layout.entries) marks.push(e.offset, e.dataOffset, e.dataOffset + e.size, e.centralOffset);
+    const point = (): number => Math.min(layout.total, Math.max(0, (marks[rand(marks.length)] as number) + rand(41) - 20));
+    for (let round = 0; round < 150; round++) {
+      let start = point();
+      let end = point();
+      if (start > end) [start, end] = [end, start];
+      if (start === end) continue;
+      const asked = new Set<number>();
+      const lookupCrc = async (indexes: number[]) => {
+        for (const i of indexes) asked.add(i);
+        return new Map(indexes.map((i) => [i, crcs[i] as number]));
+      };
+      const body = await collect(await openArchiveRange({ layout, read, start, end, lookupCrc, inlineCrcMax: 2000 }));
+      expect({ start, end, equal: body.equals(reference.subarray(start, end)) }).toEqual({ start, end, equal: true });
+      // Nothing whose data was whole in the range and small was looked up.
+      for (const i of asked) {
+        const e = layout.entries[i]!;
+        const whole = e.dataOffset >= start && e.dataOffset + e.size <= end;
+        expect(whole && e.size <= 2000, `entry ${i} looked up for ${start}-${end}`).toBe(false);
+      }
+    }
+  });
+
+  it("cuts a classic entry whose object holds other bytes than its CRC says", async () => {
+    const { layout, crcs, read } = setup("mixed");
+    const i = layout.entries.findIndex((e) => e.classic && e.size > 2000);
+    const knownCrcs = new Map([[i, ((crcs[i] as number) ^ 1) >>> 0]]);
+    const body = await openArchiveRange({ layout, read, knownCrcs });
+    await expect(collect(body)).rejects.toThrow(/changed/);
   });
 });
