@@ -14,6 +14,7 @@ import type { Storage } from "./storage/types.js";
 import { CrcBook } from "./zipball/crcs.js";
 import { DownloadLeases } from "./zipball/download-leases.js";
 import { IdIndex } from "./zipball/ids.js";
+import { ObjectCrcIndex } from "./zipball/object-crcs.js";
 import { ProgressStore } from "./zipball/progress.js";
 import { ZipballService } from "./zipball/service.js";
 import { Sweeper } from "./zipball/sweeper.js";
@@ -39,6 +40,7 @@ export async function createGateway(config: Config, storage: Storage, logger: Lo
     cacheBytes: config.cacheBytes / 2,
     urls,
     crcs: new CrcBook(storage, secrets.signingSecret),
+    objectCrcs: new ObjectCrcIndex({ storage, secret: secrets.signingSecret }),
     logger,
   });
   const jobs = new JobStore(storage);

@@ -201,6 +201,14 @@ function writeTimestamp(buf: Buffer, at: number, mtimeMs: number): number {
   return at + TIMESTAMP_EXTRA;
 }
 
+/** The extended-timestamp extra field (mtime only) for `mtimeMs`, or none outside its 32-bit range. */
+export function timestampExtra(mtimeMs: number): Buffer {
+  if (!hasTimestamp(mtimeMs)) return Buffer.alloc(0);
+  const buf = Buffer.allocUnsafe(TIMESTAMP_EXTRA);
+  writeTimestamp(buf, 0, mtimeMs);
+  return buf;
+}
+
 /** Bytes of an entry's local header; `crc` is used by classic entries only. */
 export function localHeader(entry: LayoutEntry, crc = 0): Buffer {
   const buf = Buffer.allocUnsafe(entry.localLength);

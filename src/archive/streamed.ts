@@ -1,6 +1,11 @@
 import { PassThrough, type Readable, Transform } from "node:stream";
 import { GatewayError, ObjectChanged } from "../errors.js";
+import { timestampExtra } from "./layout.js";
 import type { EntryReader } from "./stream.js";
+
+/** Unix modes, as the stored archives' central records give them (layout.ts). */
+const MODE_FILE = 0o100644;
+const MODE_DIR = 0o040755;
 
 export interface DeflateEntry {
   name: string;
@@ -40,17 +45,44 @@ export function streamedArchive(
   (async () => {
     // Loaded on first use: most archives are laid out by layout.ts and never need it.
     const { default: ZipStream } = await import("zip-stream");
-    const zip = new ZipStream({ zlib: { level: 6 }, store: options.store });
+    /** The exact mtime of the entry being added, for its extended-timestamp extra. */
+    let mtimeMs = 0;
+    // zip-stream takes no extra field through entry(); every entry gets the same
+    // extended-timestamp extra as in stored archives, so times are the same in both modes.
+    // (zip-stream replaces the central one of a zip64 entry with its zip64 extra.)
+    class TimedZipStream extends ZipStream {
+      _normalizeEntry(ae: { setExtra(extra: Buffer): void }): void {
+        (ZipStream.prototype as unknown as { _normalizeEntry(ae: unknown): void })._normalizeEntry.call(this, ae);
+        ae.setExtra(timestampExtra(mtimeMs));
+      }
+    }
+    const zip = new TimedZipStream({ zlib: { level: 6 }, store: options.store });
     zip.on("error", (err: Error) => out.destroy(err));
     zip.pipe(out);
-    const add = (source: Readable | Buffer | null, name: string, date: Date, dir: boolean): Promise<void> =>
+    // A Unix mode makes "version made by" Unix: with MS-DOS (zip-stream's default), Info-ZIP
+    // on Debian converts UTF-8 names from a DOS code page despite the UTF-8 flag. An empty
+    // file goes in stored, from a Buffer: its CRC and sizes in the local header, no
+    // descriptor (Java's ZipInputStream stops at a stored entry with one).
+    const add = (source: Readable | Buffer | null, entry: DeflateEntry): Promise<void> =>
       new Promise((resolve, reject) => {
-        zip.entry(source, { name, date, type: dir ? "directory" : "file", store: options.store }, (err) => (err ? reject(err) : resolve()));
+        const dir = entry.kind === "dir";
+        const empty = Buffer.isBuffer(source) && source.length === 0;
+        mtimeMs = entry.mtimeMs;
+        zip.entry(
+          source,
+          {
+            name: entry.name,
+            date: new Date(entry.mtimeMs),
+            type: dir ? "directory" : "file",
+            mode: dir ? MODE_DIR : MODE_FILE,
+            store: options.store || empty,
+          },
+          (err) => (err ? reject(err) : resolve()),
+        );
       });
     for (const [index, entry] of entries.entries()) {
-      const date = new Date(entry.mtimeMs);
       if (entry.kind === "dir") {
-        await add(null, entry.name, date, true);
+        await add(null, entry);
         continue;
       }
       const body = await read(index, undefined, signal);
@@ -58,7 +90,13 @@ export function streamedArchive(
         total += body.length;
         if (!entry.unknownSize && body.length !== entry.size) throw new ObjectChanged(entry.name);
         if (total > options.maxBytes) throw overBudget();
-        await add(body, entry.name, date, false);
+        await add(body, entry);
+        continue;
+      }
+      if (!entry.unknownSize && entry.size === 0) {
+        // An empty object that came as a stream: it must deliver nothing, and goes in as a Buffer.
+        for await (const chunk of body as AsyncIterable<Buffer>) if (chunk.length > 0) throw new ObjectChanged(entry.name);
+        await add(Buffer.alloc(0), entry);
         continue;
       }
       current = body;
@@ -87,7 +125,7 @@ export function streamedArchive(
       });
       failed.catch(() => {});
       body.pipe(counted);
-      await Promise.race([add(counted, entry.name, date, false), failed]);
+      await Promise.race([add(counted, entry), failed]);
       current = undefined;
     }
     zip.finalize();

@@ -1,8 +1,8 @@
 /** What a client asked for, normalised: store keys, not request paths. */
 export type RequestedItem =
-  | { type: "file"; key: string; name?: string | undefined }
-  | { type: "folder"; key: string; name?: string | undefined }
-  | { type: "url"; url: string; name?: string | undefined };
+  | { type: "file"; key: string; name?: string | undefined; crc32?: number | undefined }
+  | { type: "folder"; key: string; name?: string | undefined; crc32?: undefined }
+  | { type: "url"; url: string; name?: string | undefined; crc32?: number | undefined };
 
 /** The signed manifest: what was asked for, with options, owner and expiry. */
 export interface Manifest {
@@ -38,8 +38,17 @@ export interface PinnedEntry {
   /** Store key and identity, for files. */
   key?: string | undefined;
   etag?: string | undefined;
-  /** Full-object CRC32 where the store keeps one. */
+  /**
+   * CRC32 known at creation: the store's full-object CRC32, one the caller gave, or one recorded
+   * by an earlier read of the same object version. Checked against the bytes streamed.
+   */
   crc32?: number | undefined;
+  /**
+   * `classic`: CRC and sizes in the local header, no data descriptor (the CRC is `crc32`, or
+   * learnt from the small object before its header). Absent: the descriptor form, as every
+   * zipball made before forms existed, whose bytes stay as they were.
+   */
+  form?: "classic" | undefined;
   /** For entries fetched from a URL instead of the store. */
   url?: string | undefined;
   /** The origin gave no length: the archive is streamed chunked, without Range. */

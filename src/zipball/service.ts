@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import { computeLayout, type Layout } from "../archive/layout.js";
-import { type EntryReader, openArchiveRange } from "../archive/stream.js";
+import { CLASSIC_INLINE_MAX, type EntryReader, openArchiveRange } from "../archive/stream.js";
 import { streamedArchive } from "../archive/streamed.js";
 import { checkScopes } from "../auth.js";
 import { GatewayError } from "../errors.js";
@@ -13,6 +13,7 @@ import { chunksOf, type Storage } from "../storage/types.js";
 import { mapLimit } from "../util/concurrency.js";
 import { crc32 } from "../util/crc32.js";
 import type { CrcBook } from "./crcs.js";
+import type { ObjectCrcIndex, ObjectRef } from "./object-crcs.js";
 import { type Resolution, resolveItems } from "./resolve.js";
 
 export interface ZipballServiceOptions {
@@ -30,6 +31,8 @@ export interface ZipballServiceOptions {
   idleTimeoutMs?: number | undefined;
   /** CRCs recorded by earlier downloads, kept in the store. */
   crcs: CrcBook;
+  /** CRCs of object versions read whole before, by object identity: classic entries for new zipballs. */
+  objectCrcs: ObjectCrcIndex;
   logger: Logger;
   /** Objects read at once to compute CRCs nobody recorded. @default 4 */
   crcConcurrency?: number;
@@ -56,7 +59,19 @@ export interface CreateInput {
   scopes?: string[] | undefined;
   /** Aborted when the client goes away: walks, stats and probes stop. */
   signal?: AbortSignal | undefined;
+  /**
+   * Read every object whose CRC is not known yet before answering, so that every entry has the
+   * classic form (streaming readers read the whole archive).
+   */
+  prepare?: boolean | undefined;
 }
+
+/**
+ * Objects up to this size get the classic form even when their CRC is not known at creation:
+ * a download reads them whole before their local header (the read-ahead holds them whole
+ * anyway). See the README for the measurements behind it.
+ */
+export const CLASSIC_MAX_BYTES = CLASSIC_INLINE_MAX;
 
 /** Everything needed to answer a download before its first byte. */
 export interface Download {
@@ -110,6 +125,8 @@ export class ZipballService {
       maxBytes: this.#opts.maxBytes,
       signal: input.signal,
     });
+    const compression = input.compression ?? "store";
+    if (compression === "store") await this.#pinForms(resolution.entries, input.items, { prepare: input.prepare === true, signal: input.signal });
     const id = randomUUID();
     const iat = Math.floor(now / 1000);
     const ttl = Math.min(input.expiresIn ?? this.#opts.ttlSeconds, this.#opts.ttlSeconds);
@@ -119,7 +136,7 @@ export class ZipballService {
         flavour: input.flavour,
         items: input.items,
         filename: withZip(input.filename ?? id),
-        compression: input.compression ?? "store",
+        compression,
         owner: input.owner,
         iat,
         exp: iat + ttl,
@@ -200,10 +217,27 @@ export class ZipballService {
     const recordedCrcs = await this.#opts.crcs.load(id);
     const known = new Map<number, number>();
     pinned.forEach((p, i) => {
-      const crc = recordedCrcs.get(p) ?? entries[p]?.crc32;
+      // A pinned CRC first: a classic entry's header holds it on every replica.
+      const crc = entries[p]?.crc32 ?? recordedCrcs.get(p);
       if (crc !== undefined) known.set(i, crc);
     });
-    const recorder = this.#opts.crcs.recorder(id, (err) => this.#opts.logger.warn("could not record CRCs", describeError(err)));
+    const warn = (err: unknown): void => this.#opts.logger.warn("could not record CRCs", describeError(err));
+    const book = this.#opts.crcs.recorder(id, warn);
+    // CRCs learnt are kept for this zipball (its resumes) and by object identity (new zipballs).
+    let facts: Array<ObjectRef & { crc: number }> = [];
+    const recorder = {
+      add: (index: number, crc: number): void => {
+        const p = pinned[index] as number;
+        book.add(p, crc);
+        const e = entries[p];
+        if (e?.key !== undefined && e.etag !== undefined && e.crc32 === undefined) facts.push({ key: e.key, etag: e.etag, crc });
+      },
+      flush: async (): Promise<void> => {
+        const batch = facts;
+        facts = [];
+        await Promise.all([book.flush(), batch.length > 0 ? this.#opts.objectCrcs.record(batch).catch(warn) : undefined]);
+      },
+    };
     const bytes = await openArchiveRange({
       layout: download.layout,
       read: this.reader(download),
@@ -212,13 +246,13 @@ export class ZipballService {
       knownCrcs: known,
       lookupCrc: async (indexes) => {
         const computed = await this.#computeCrcs(download, indexes, signal);
-        for (const [i, crc] of computed) recorder.add(pinned[i] as number, crc);
+        for (const [i, crc] of computed) recorder.add(i, crc);
         void recorder.flush();
         return computed;
       },
       readAhead: this.#opts.readAhead,
       idleTimeoutMs: this.#opts.idleTimeoutMs,
-      onCrc: (index, crc) => recorder.add(pinned[index] as number, crc),
+      onCrc: (index, crc) => recorder.add(index, crc),
       onEntryDone,
       signal,
     }).catch(async (err: unknown) => {
@@ -240,6 +274,7 @@ export class ZipballService {
       maxBytes: this.#opts.maxBytes,
       signal,
     });
+    await this.#pinForms(resolution.entries, items, { prepare: false, signal });
     const iat = Math.floor(Date.now() / 1000);
     const manifest: Manifest = {
       id: randomUUID(),
@@ -265,6 +300,74 @@ export class ZipballService {
       signal,
     });
     return { body, length: download.layout.total };
+  }
+
+  /**
+   * Decides each file's form, pinned with the entry: classic when its CRC will be known before
+   * its local header goes out (given by the caller, kept by the store, recorded from an earlier
+   * read of the same object version, computed now with `prepare`, or learnt from the object
+   * itself while it is small), the descriptor form otherwise.
+   */
+  async #pinForms(entries: PinnedEntry[], items: readonly RequestedItem[], opts: { prepare: boolean; signal?: AbortSignal | undefined }): Promise<void> {
+    // An origin that gives no length makes the archive go out through zip-stream: no layout, no forms.
+    if (entries.some((e) => e.unknownSize)) return;
+    for (const e of entries) {
+      const item = items[e.item];
+      if (e.kind !== "file" || item === undefined || item.type === "folder" || item.crc32 === undefined) continue;
+      if (e.crc32 !== undefined && e.crc32 !== item.crc32) {
+        throw new GatewayError(400, "crc32_mismatch", `objects[${e.item}].crc32 is not the CRC32 the store keeps for it`, {
+          details: { index: e.item, field: "crc32" },
+        });
+      }
+      e.crc32 = item.crc32;
+    }
+    const unknown = entries.filter((e) => e.kind === "file" && e.size > 0 && e.crc32 === undefined && e.key !== undefined && e.etag !== undefined);
+    if (unknown.length > 0) {
+      const recorded = await this.#opts.objectCrcs
+        .lookup(
+          unknown.map((e) => ({ key: e.key as string, etag: e.etag as string })),
+          opts.signal,
+        )
+        .catch((err: unknown) => {
+          // Only the form depends on it: a store that cannot answer leaves the descriptor form.
+          if (opts.signal?.aborted) throw err;
+          this.#opts.logger.warn("could not read recorded object CRCs", describeError(err));
+          return [];
+        });
+      unknown.forEach((e, i) => {
+        const crc = recorded[i];
+        if (crc !== undefined) e.crc32 = crc;
+      });
+    }
+    if (opts.prepare) await this.#prepareCrcs(entries, opts.signal);
+    for (const e of entries) if (e.kind === "file" && (e.crc32 !== undefined || e.size <= CLASSIC_MAX_BYTES)) e.form = "classic";
+  }
+
+  /** `prepare`: reads every object over the small size whose CRC is still unknown, and records what it learns. */
+  async #prepareCrcs(entries: PinnedEntry[], signal: AbortSignal | undefined): Promise<void> {
+    const todo = entries.filter((e) => e.kind === "file" && e.crc32 === undefined && e.size > CLASSIC_MAX_BYTES);
+    const facts: Array<ObjectRef & { crc: number }> = [];
+    await mapLimit(
+      todo,
+      this.#opts.crcConcurrency ?? 4,
+      async (e) => {
+        const body =
+          e.url !== undefined
+            ? await this.#opts.urls.open(new URL(e.url), { etag: e.etag, signal: signal as AbortSignal })
+            : await this.#opts.storage.read(e.key as string, { etag: e.etag ?? "", signal });
+        let crc = 0;
+        let size = 0;
+        for await (const chunk of chunksOf(body)) {
+          crc = crc32(chunk, crc);
+          size += chunk.length;
+        }
+        if (size !== e.size) throw new GatewayError(409, "object_changed", `object changed while it was read: ${e.name}`);
+        e.crc32 = crc;
+        if (e.key !== undefined && e.etag !== undefined) facts.push({ key: e.key, etag: e.etag, crc });
+      },
+      signal,
+    );
+    await this.#opts.objectCrcs.record(facts).catch((err: unknown) => this.#opts.logger.warn("could not record CRCs", describeError(err)));
   }
 
   /** Opens an archive entry's data: a stored object (with its pinned identity) or a URL. */

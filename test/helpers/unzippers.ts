@@ -1,6 +1,6 @@
 import { execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
+import { createReadStream, existsSync } from "node:fs";
 import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
@@ -137,4 +137,131 @@ export async function verifyWithUnzippers(zip: string, expected: readonly Expect
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+const JAVA_READER = fileURLToPath(new URL("./ZipStreamReader.java", import.meta.url));
+
+/** One entry as a streaming reader reported it. */
+interface StreamedEntry {
+  name: string;
+  dir: boolean;
+  size: number;
+  sha256: string;
+}
+
+/** Runs `cmd` with the archive piped into its standard input (never a seekable file). */
+function piped(cmd: string, args: string[], zip: string, cwd?: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd, stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, LANG: "C.UTF-8", LC_ALL: "C.UTF-8" } });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (c: Buffer) => {
+      out += c.toString();
+    });
+    child.stderr.on("data", (c: Buffer) => {
+      err += c.toString();
+    });
+    // A reader that stops early closes the pipe: not a failure of ours, its exit code tells.
+    child.stdin.on("error", () => {});
+    createReadStream(zip).pipe(child.stdin);
+    child.on("error", reject);
+    child.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(" ")} exited ${code}: ${err.slice(0, 2000)}`))));
+  });
+}
+
+/** Java's java.util.zip.ZipInputStream reading the archive from a pipe. */
+export async function javaStreamEntries(zip: string): Promise<StreamedEntry[]> {
+  const out = await piped("java", [JAVA_READER], zip);
+  return out
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as StreamedEntry);
+}
+
+/** fflate's streaming Unzip fed the archive chunk by chunk, as from a pipe. */
+export async function fflateStreamEntries(zip: string): Promise<StreamedEntry[]> {
+  const { Unzip, UnzipInflate, UnzipPassThrough } = await import("fflate");
+  const entries: StreamedEntry[] = [];
+  let failure: unknown;
+  const unzip = new Unzip((file) => {
+    const hash = createHash("sha256");
+    const entry: StreamedEntry = { name: file.name, dir: file.name.endsWith("/"), size: 0, sha256: "" };
+    entries.push(entry);
+    file.ondata = (err, data, final) => {
+      if (err) failure ??= err;
+      if (data) {
+        hash.update(data);
+        entry.size += data.length;
+      }
+      if (final) entry.sha256 = hash.digest("hex");
+    };
+    file.start();
+  });
+  unzip.register(UnzipPassThrough);
+  unzip.register(UnzipInflate);
+  for await (const chunk of createReadStream(zip, { highWaterMark: 64 * 1024 })) unzip.push(chunk as Buffer, false);
+  unzip.push(new Uint8Array(0), true);
+  if (failure) throw failure;
+  return entries;
+}
+
+/** Compares a streaming reader's entries with exactly the expected ones: names, kinds, sizes and bytes, in order of the archive. */
+function checkStreamed(tool: string, got: readonly StreamedEntry[], expected: readonly ExpectedEntry[]): void {
+  const names = got.map((e) => e.name.normalize("NFC"));
+  const want = expected.map((e) => e.name.normalize("NFC"));
+  if (JSON.stringify([...names].sort()) !== JSON.stringify([...want].sort())) {
+    throw new Error(`${tool} names differ:\n got ${names.slice(0, 30).join(" | ")}\nwant ${want.slice(0, 30).join(" | ")}`);
+  }
+  const byName = new Map(got.map((e) => [e.name.normalize("NFC"), e]));
+  for (const e of expected) {
+    const g = byName.get(e.name.normalize("NFC")) as StreamedEntry;
+    if (Boolean(e.dir) !== g.dir) throw new Error(`${tool}: ${e.name} kind differs`);
+    if (e.size !== undefined && g.size !== e.size) throw new Error(`${tool}: ${e.name} has ${g.size} bytes, want ${e.size}`);
+    if (e.sha256 !== undefined && g.sha256 !== e.sha256) throw new Error(`${tool}: ${e.name} content differs`);
+  }
+}
+
+/** The streaming readers, by name: each reads the archive front to back, never its central directory. */
+export const STREAMING_READERS = ["java ZipInputStream", "bsdtar -xf -", "fflate Unzip"] as const;
+
+/**
+ * Reads the archive from a pipe with Java's ZipInputStream, `bsdtar -xf -` and fflate's
+ * streaming Unzip, and checks that each sees exactly `expected` (which should be the central
+ * directory's entries): names, kinds, sizes and bytes (and mtimes, for bsdtar).
+ * `expected` must give `sha256` or `size` for every file. With `extract: false`, bsdtar reads
+ * every entry (checking CRCs) without writing it, and its listing is compared instead.
+ */
+export async function verifyWithStreamingReaders(
+  zip: string,
+  expected: readonly ExpectedEntry[],
+  options: VerifyOptions & { readers?: ReadonlyArray<(typeof STREAMING_READERS)[number]> } = {},
+): Promise<void> {
+  const readers = options.readers ?? STREAMING_READERS;
+  if (readers.includes("java ZipInputStream")) checkStreamed("java ZipInputStream", await javaStreamEntries(zip), expected);
+  if (readers.includes("fflate Unzip")) checkStreamed("fflate Unzip", await fflateStreamEntries(zip), expected);
+  if (!readers.includes("bsdtar -xf -")) return;
+  if (options.extract === false) {
+    await piped("bsdtar", ["-xOf", "-"], zip);
+    const listed = (await piped("bsdtar", ["-tf", "-"], zip)).split("\n").filter(Boolean);
+    const want = expected.map((e) => e.name.normalize("NFC")).sort();
+    if (JSON.stringify(listed.map((n) => n.normalize("NFC")).sort()) !== JSON.stringify(want))
+      throw new Error(`bsdtar -tf - lists ${listed.length} entries, want ${want.length}`);
+    return;
+  }
+  const work = await mkdtemp(join(tmpdir(), "zipgate-stream-"));
+  try {
+    await piped("bsdtar", ["-xf", "-"], zip, work);
+    await checkExtracted("bsdtar -xf -", work, expected);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** How many file entries of the archive (by its central directory) have the classic form, and how many a data descriptor (bit 3). */
+export async function entryForms(zip: string): Promise<{ classic: number; descriptor: number }> {
+  const script =
+    "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nf = [i for i in z.infolist() if not i.is_dir()]\nd = sum(1 for i in f if i.flag_bits & 8)\nprint(len(f) - d, d)";
+  const { stdout } = await run("python3", ["-c", script, zip]);
+  const [classic, descriptor] = stdout.trim().split(" ").map(Number);
+  return { classic: classic as number, descriptor: descriptor as number };
 }

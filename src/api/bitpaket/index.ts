@@ -8,7 +8,7 @@ import { keyFromPath } from "../../storage/keys.js";
 import { jsonObject, onlyFields, optionalString } from "../body.js";
 import type { ApiDeps, AppEnv } from "../deps.js";
 
-const OBJECT_FIELDS = ["path", "id", "folder", "url", "name"] as const;
+const OBJECT_FIELDS = ["path", "id", "folder", "url", "name", "crc32"] as const;
 
 /**
  * The BitPaket ZipBall flavour:
@@ -21,7 +21,7 @@ export function bitpaketRoutes(deps: ApiDeps): Hono<AppEnv> {
   app.post("/v2/zipball", async (c) => {
     const caller = deps.keys.authenticate(c.req.header("authorization"));
     const body = await jsonObject(c);
-    onlyFields(body, ["objects", "name", "expires_in", "compression"], "the request");
+    onlyFields(body, ["objects", "name", "expires_in", "compression", "prepare"], "the request");
     const { objects } = body;
     if (!Array.isArray(objects) || objects.length === 0) {
       throw new GatewayError(400, "invalid_objects", `"objects" must be a non-empty array`);
@@ -38,6 +38,8 @@ export function bitpaketRoutes(deps: ApiDeps): Hono<AppEnv> {
     if (compression !== "store" && compression !== "deflate") {
       throw new GatewayError(400, "invalid_field", `"compression" must be "store" or "deflate"`, { details: { field: "compression" } });
     }
+    const prepare = body.prepare ?? false;
+    if (typeof prepare !== "boolean") throw new GatewayError(400, "invalid_field", `"prepare" must be true or false`, { details: { field: "prepare" } });
 
     const items = await parseObjects(objects, deps, caller.scopes);
     const { zipball, resolution } = await deps.service.create({
@@ -49,6 +51,7 @@ export function bitpaketRoutes(deps: ApiDeps): Hono<AppEnv> {
       scopes: caller.scopes,
       expiresIn: expiresIn as number | undefined,
       signal: c.req.raw.signal,
+      prepare,
     });
     const id = zipball.manifest.id;
     const path = `/${id}.zip?zipball`;
@@ -128,23 +131,38 @@ async function parseObjects(objects: unknown[], deps: ApiDeps, scopes: string[] 
         throw new GatewayError(400, "invalid_object", `${where} must have exactly one of "path", "id", "folder" or "url"`, { details: { index } });
       }
       const name = optionalString(obj.name, `${where}.name`);
+      const crc32 = parseCrc32(obj.crc32, `${where}.crc32`, index);
       if (obj.url !== undefined) {
         if (typeof obj.url !== "string") throw new GatewayError(400, "invalid_url", `${where}.url must be a string`, { details: { index } });
-        return { type: "url", url: obj.url, name };
+        return { type: "url", url: obj.url, name, crc32 };
       }
-      if (obj.folder !== undefined) return { type: "folder", key: keyFromPath(obj.folder, "folder", `${where}.folder`), name };
-      if (obj.path !== undefined) return { type: "file", key: keyFromPath(obj.path, "path", `${where}.path`), name };
+      if (obj.folder !== undefined) {
+        if (crc32 !== undefined)
+          throw new GatewayError(400, "invalid_field", `${where}.crc32 is for single objects, not folders`, { details: { index, field: "crc32" } });
+        return { type: "folder", key: keyFromPath(obj.folder, "folder", `${where}.folder`), name };
+      }
+      if (obj.path !== undefined) return { type: "file", key: keyFromPath(obj.path, "path", `${where}.path`), name, crc32 };
       if (typeof obj.id !== "string") throw new GatewayError(400, "invalid_id", `${where}.id must be a string`, { details: { index } });
       const key = await deps.ids.resolve(obj.id);
       if (key === undefined || !inScope(scopes, key)) {
         unknownIds.push(obj.id);
         return undefined;
       }
-      return { type: "file", key, name };
+      return { type: "file", key, name, crc32 };
     }),
   );
   if (unknownIds.length > 0) {
     throw new GatewayError(404, "not_found", `${unknownIds.length} of the requested ids are unknown`, { details: { missing_ids: unknownIds } });
   }
   return items as RequestedItem[];
+}
+
+const CRC32_HEX = /^[0-9a-fA-F]{8}$/;
+
+/** A CRC32 as mod_zip takes it (8 hex digits) or as a whole number below 2^32. */
+function parseCrc32(value: unknown, where: string, index: number): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value === "string" && CRC32_HEX.test(value)) return Number.parseInt(value, 16);
+  if (typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= 0xffffffff) return value;
+  throw new GatewayError(400, "invalid_field", `${where} must be 8 hex digits or a whole number below 2^32`, { details: { index, field: "crc32" } });
 }

@@ -1,0 +1,251 @@
+import { execFile } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdir, open, readFile, stat, utimes, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { crc32 } from "../../src/util/crc32.js";
+import { tempDir, writeTree } from "../helpers/archive.js";
+import { type RunningGateway, startGateway, zipballUrl } from "../helpers/gateway.js";
+import { type ExpectedEntry, entryForms, sha256, verifyWithStreamingReaders, verifyWithUnzippers } from "../helpers/unzippers.js";
+
+const run = promisify(execFile);
+const MTIME = 1_700_000_000;
+
+/** A stored zip holding two files, and bytes holding a data descriptor signature: the shapes streaming readers misread. */
+async function trickyBytes(): Promise<{ nested: Buffer; signature: Buffer }> {
+  const work = await tempDir();
+  try {
+    await writeTree(work.path, { "inner-1.txt": "inner one", "inner-2.txt": "inner two" }, MTIME);
+    await run("zip", ["-q", "-0", "inner.zip", "inner-1.txt", "inner-2.txt"], { cwd: work.path }).catch(async () => {
+      // No Info-ZIP zip here: bsdtar writes a stored zip with descriptors just as well.
+      await run("bsdtar", ["--format", "zip", "--options", "zip:compression=store", "-cf", "inner.zip", "inner-1.txt", "inner-2.txt"], { cwd: work.path });
+    });
+    const nested = await readFile(join(work.path, "inner.zip"));
+    const signature = Buffer.concat([Buffer.from("before "), Buffer.from([0x50, 0x4b, 0x07, 0x08]), randomBytes(40), Buffer.from(" after")]);
+    return { nested, signature };
+  } finally {
+    await work.cleanup();
+  }
+}
+
+/** Downloads a URL with curl into `file` (the exit code catches a cut transfer). */
+async function download(url: string, file: string, range?: string): Promise<void> {
+  await run("curl", ["-sS", "--fail", ...(range ? ["-r", range] : []), "-o", file, url], { maxBuffer: 1024 * 1024 });
+}
+
+describe("archives that streaming readers read: Java ZipInputStream, bsdtar -xf - and fflate Unzip from a pipe", () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let gw: RunningGateway;
+  let root: string;
+  let tricky: { nested: Buffer; signature: Buffer };
+
+  beforeAll(async () => {
+    dir = await tempDir();
+    root = join(dir.path, "store");
+    gw = await startGateway({ root, env: { ZIPGATE_MAX_FILES: "70000", ZIPGATE_MAX_BYTES: "10 GiB" } });
+    tricky = await trickyBytes();
+  });
+  afterAll(async () => {
+    await gw.close();
+    await dir.cleanup();
+  });
+
+  it("small files only: every entry classic, no data descriptor at all", async () => {
+    await writeTree(
+      join(root, "small"),
+      {
+        "a.txt": "alpha",
+        "empty.txt": "",
+        "sub/b.bin": randomBytes(200 * 1024),
+        "sub/Grüße.txt": "grüße",
+        "sub/日本語.md": "こんにちは",
+      },
+      MTIME,
+    );
+    const expected: ExpectedEntry[] = [
+      { name: "small/", dir: true },
+      { name: "small/sub/", dir: true },
+    ];
+    for (const name of ["a.txt", "empty.txt", "sub/b.bin", "sub/Grüße.txt", "sub/日本語.md"]) {
+      const data = await readFile(join(root, "small", name));
+      expected.push({ name: `small/${name}`, size: data.length, sha256: sha256(data), mtime: MTIME });
+    }
+    const zip = join(dir.path, "small.zip");
+    await download(await zipballUrl(gw, { objects: [{ folder: "/small" }] }), zip);
+    expect(await entryForms(zip)).toEqual({ classic: 5, descriptor: 0 });
+    await verifyWithUnzippers(zip, expected);
+    await verifyWithStreamingReaders(zip, expected);
+  });
+
+  it("a stored nested zip and a file holding PK\\x07\\x08: every streaming reader sees exactly the central directory's entries", async () => {
+    await writeTree(join(root, "tricky"), { "inner.zip": tricky.nested, "signature.bin": tricky.signature, "next.txt": "the file after" }, MTIME);
+    const expected: ExpectedEntry[] = [
+      { name: "inner.zip", size: tricky.nested.length, sha256: sha256(tricky.nested), mtime: MTIME },
+      { name: "signature.bin", size: tricky.signature.length, sha256: sha256(tricky.signature), mtime: MTIME },
+      { name: "next.txt", size: 14, sha256: sha256("the file after"), mtime: MTIME },
+    ];
+    const zip = join(dir.path, "tricky.zip");
+    const objects = [{ path: "/tricky/inner.zip" }, { path: "/tricky/signature.bin" }, { path: "/tricky/next.txt" }];
+    await download(await zipballUrl(gw, { objects }), zip);
+    expect(await entryForms(zip)).toEqual({ classic: 3, descriptor: 0 });
+    await verifyWithUnzippers(zip, expected);
+    await verifyWithStreamingReaders(zip, expected);
+  });
+
+  it("a mix of large and small: small ones classic at once; large ones classic with prepare, a caller's crc32, or once downloaded", async () => {
+    const large = randomBytes(3 * 1024 * 1024 + 5);
+    // A large nested zip: the descriptor form of it is what unzipper and fflate misread.
+    const largeNested = Buffer.concat([tricky.nested, randomBytes(1024 * 1024)]);
+    await writeTree(join(root, "mix"), { "large.bin": large, "large-nested.zip": largeNested, "small-1.txt": "one", "small-2.txt": "two" }, MTIME);
+    const expected: ExpectedEntry[] = [
+      { name: "mix/", dir: true },
+      { name: "mix/large.bin", size: large.length, sha256: sha256(large), mtime: MTIME },
+      { name: "mix/large-nested.zip", size: largeNested.length, sha256: sha256(largeNested), mtime: MTIME },
+      { name: "mix/small-1.txt", sha256: sha256("one"), mtime: MTIME },
+      { name: "mix/small-2.txt", sha256: sha256("two"), mtime: MTIME },
+    ];
+
+    // First zipball: nothing known of the large objects.
+    const first = join(dir.path, "mix-1.zip");
+    await download(await zipballUrl(gw, { objects: [{ folder: "/mix" }] }), first);
+    expect(await entryForms(first)).toEqual({ classic: 2, descriptor: 2 });
+    await verifyWithUnzippers(first, expected);
+    // Java refuses the stored entries with a descriptor, as the issue says.
+    await expect(verifyWithStreamingReaders(first, expected, { readers: ["java ZipInputStream"] })).rejects.toThrow(/EXT descriptor/);
+
+    // A new zipball of the same objects after that download: all classic, from the recorded CRCs.
+    const again = join(dir.path, "mix-2.zip");
+    await download(await zipballUrl(gw, { objects: [{ folder: "/mix" }] }), again);
+    expect(await entryForms(again)).toEqual({ classic: 4, descriptor: 0 });
+    await verifyWithUnzippers(again, expected);
+    await verifyWithStreamingReaders(again, expected);
+
+    // Objects never downloaded: "prepare" computes the CRCs at creation.
+    await writeTree(join(root, "mix-fresh"), { "large.bin": large, "small.txt": "one" }, MTIME);
+    const prepared = join(dir.path, "mix-prepared.zip");
+    await download(await zipballUrl(gw, { objects: [{ folder: "/mix-fresh" }], prepare: true }), prepared);
+    expect(await entryForms(prepared)).toEqual({ classic: 2, descriptor: 0 });
+    const freshExpected: ExpectedEntry[] = [
+      { name: "mix-fresh/", dir: true },
+      { name: "mix-fresh/large.bin", size: large.length, sha256: sha256(large), mtime: MTIME },
+      { name: "mix-fresh/small.txt", sha256: sha256("one"), mtime: MTIME },
+    ];
+    await verifyWithStreamingReaders(prepared, freshExpected);
+  });
+
+  it("a caller's crc32 makes a large entry classic; a wrong one is refused against the store's, or cuts the download", async () => {
+    const large = randomBytes(2 * 1024 * 1024);
+    await writeTree(join(root, "given"), { "large.bin": large, "other.bin": large }, MTIME);
+    const crc = crc32(large);
+    const zip = join(dir.path, "given.zip");
+    const hex = crc.toString(16).padStart(8, "0");
+    await download(await zipballUrl(gw, { objects: [{ path: "/given/large.bin", crc32: hex }] }), zip);
+    expect(await entryForms(zip)).toEqual({ classic: 1, descriptor: 0 });
+    await verifyWithStreamingReaders(zip, [{ name: "large.bin", size: large.length, sha256: sha256(large) }]);
+
+    for (const bad of ["xyz", "1234567", -1, 2 ** 32, 1.5]) {
+      const res = await gw.post("/v2/zipball", { objects: [{ path: "/given/other.bin", crc32: bad }] });
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("invalid_field");
+    }
+    const folder = await gw.post("/v2/zipball", { objects: [{ folder: "/given", crc32: hex }] });
+    expect(folder.status).toBe(400);
+
+    // A wrong CRC: the archive is cut, never a well-formed zip with a wrong CRC.
+    const url = await zipballUrl(gw, { objects: [{ path: "/given/other.bin", crc32: (crc ^ 1) >>> 0 }] });
+    await expect(download(url, join(dir.path, "wrong.zip"))).rejects.toThrow();
+  });
+
+  it("a resumed download: ranges starting inside a classic entry's header and data give the same bytes", async () => {
+    await writeTree(join(root, "resume"), { "one.bin": randomBytes(100_000), "two.bin": randomBytes(150_000), "three.txt": "three" }, MTIME);
+    const url = await zipballUrl(gw, { objects: [{ folder: "/resume" }] });
+    const whole = join(dir.path, "resume-whole.zip");
+    await download(url, whole);
+    const bytes = await readFile(whole);
+    // A fresh zipball of the same files (CRCs from the index now) is classic too; use a new one
+    // whose per-zipball CRC record is empty, so each resume must learn the CRCs it needs.
+    for (const cut of [10, 100_040, 100_200, 160_000]) {
+      const fresh = await zipballUrl(gw, { objects: [{ folder: "/resume" }] });
+      const part = join(dir.path, `resume-${cut}.part`);
+      await download(fresh, part, `0-${cut - 1}`);
+      const rest = join(dir.path, `resume-${cut}.rest`);
+      await download(fresh, rest, `${cut}-`);
+      const joined = Buffer.concat([await readFile(part), await readFile(rest)]);
+      expect(joined.equals(bytes), `cut at ${cut}`).toBe(true);
+    }
+    const expected: ExpectedEntry[] = [{ name: "resume/", dir: true }];
+    for (const name of ["one.bin", "three.txt", "two.bin"])
+      expected.push({ name: `resume/${name}`, sha256: sha256(await readFile(join(root, "resume", name))) });
+    expect(await entryForms(whole)).toEqual({ classic: 3, descriptor: 0 });
+    await verifyWithStreamingReaders(whole, expected);
+  });
+
+  it("deflate mode: UTF-8 names intact for Info-ZIP, empty files without a descriptor, the same times as store mode", async () => {
+    await writeTree(join(root, "deflate"), { "café.txt": "café ".repeat(100), "empty.txt": "", "日本/語.txt": "にほんご", "plain.txt": "plain" }, MTIME);
+    const zip = join(dir.path, "deflate.zip");
+    await download(await zipballUrl(gw, { objects: [{ folder: "/deflate" }], compression: "deflate" }), zip);
+    const { stdout } = await run("zipinfo", ["-1", zip], { env: { ...process.env, LANG: "C.UTF-8", LC_ALL: "C.UTF-8" } });
+    expect(stdout.split("\n").filter(Boolean).sort()).toEqual([
+      "deflate/",
+      "deflate/café.txt",
+      "deflate/empty.txt",
+      "deflate/plain.txt",
+      "deflate/日本/",
+      "deflate/日本/語.txt",
+    ]);
+    const expected: ExpectedEntry[] = [
+      { name: "deflate/", dir: true },
+      { name: "deflate/café.txt", sha256: sha256("café ".repeat(100)), mtime: MTIME },
+      { name: "deflate/empty.txt", size: 0, sha256: sha256(""), mtime: MTIME },
+      { name: "deflate/plain.txt", sha256: sha256("plain"), mtime: MTIME },
+      { name: "deflate/日本/", dir: true },
+      { name: "deflate/日本/語.txt", sha256: sha256("にほんご"), mtime: MTIME },
+    ];
+    // The mtimes checked here come from the extended-timestamp extra (Python) and what unzip, 7-Zip and bsdtar restore.
+    await verifyWithUnzippers(zip, expected);
+    await verifyWithStreamingReaders(zip, expected);
+  });
+
+  it("zip64 by count: 65,537 entries, all classic, read by every streaming reader", async () => {
+    const folder = join(root, "many");
+    await mkdir(folder, { recursive: true });
+    const expected: ExpectedEntry[] = [{ name: "many/", dir: true }];
+    for (let i = 0; i < 65_536; i++) {
+      const name = `f${String(i).padStart(5, "0")}`;
+      const body = i % 100 === 0 ? name : "";
+      await writeFile(join(folder, name), body);
+      expected.push({ name: `many/${name}`, size: body.length, sha256: sha256(body) });
+    }
+    const zip = join(dir.path, "many.zip");
+    await download(await zipballUrl(gw, { objects: [{ folder: "/many" }] }), zip);
+    expect(await entryForms(zip)).toEqual({ classic: 65_536, descriptor: 0 });
+    await verifyWithStreamingReaders(zip, expected, { extract: false });
+  });
+
+  it("zip64 by size: an entry over 4 GiB and entries past 4 GiB, prepared, all classic (sparse, not stored in git)", async () => {
+    await mkdir(join(root, "big"), { recursive: true });
+    const size = 2 ** 32 + 4096;
+    const fh = await open(join(root, "big", "huge.bin"), "w");
+    await fh.write(Buffer.from("start"), 0, 5, 0);
+    await fh.write(Buffer.from("end"), 0, 3, size - 3);
+    await fh.close();
+    await utimes(join(root, "big", "huge.bin"), MTIME, MTIME);
+    await writeTree(join(root, "big"), { "after.zip": tricky.nested, "after.txt": "after" }, MTIME);
+    const zip = join(dir.path, "big.zip");
+    const objects = [{ path: "/big/huge.bin" }, { path: "/big/after.zip" }, { path: "/big/after.txt" }];
+    await download(await zipballUrl(gw, { objects, prepare: true }), zip);
+    expect((await stat(zip)).size).toBeGreaterThan(2 ** 32);
+    expect(await entryForms(zip)).toEqual({ classic: 3, descriptor: 0 });
+    // Its SHA-256 without holding 4 GiB: the marker, zeros, the marker.
+    const hash = createHash("sha256").update("start");
+    const zeros = Buffer.alloc(64 * 1024 * 1024);
+    for (let left = size - 8; left > 0; left -= zeros.length) hash.update(left >= zeros.length ? zeros : zeros.subarray(0, left));
+    const expected: ExpectedEntry[] = [
+      { name: "huge.bin", size, sha256: hash.update("end").digest("hex") },
+      { name: "after.zip", sha256: sha256(tricky.nested) },
+      { name: "after.txt", sha256: sha256("after") },
+    ];
+    await verifyWithStreamingReaders(zip, expected, { extract: false });
+  });
+});
