@@ -5,13 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests drive: Info-ZIP unzip, 7-Zip, bsdtar, Python,
+# Debian packages the tests drive: Info-ZIP unzip, 7-Zip, bsdtar, Java, Python,
 # curl and wget, and OpenStack Swift with s3api + memcached as the real S3
 # server (scripts/swift-s3.sh starts it; the test run fails if it cannot).
 need_pkgs=()
 command -v unzip >/dev/null || need_pkgs+=(unzip)
 command -v 7zz >/dev/null || command -v 7z >/dev/null || need_pkgs+=(7zip)
 command -v bsdtar >/dev/null || need_pkgs+=(libarchive-tools)
+# Java's ZipInputStream is the strictest streaming reader (test/helpers/ZipStreamReader.java).
+command -v java >/dev/null || need_pkgs+=(openjdk-17-jre-headless)
 command -v python3 >/dev/null || need_pkgs+=(python3)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v wget >/dev/null || need_pkgs+=(wget)

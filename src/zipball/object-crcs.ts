@@ -89,6 +89,8 @@ export class ObjectCrcIndex {
     const byShard = new Map<string, Array<ObjectRef & { crc: number }>>();
     for (const f of facts) {
       const shard = shardOf(f.key);
+      // Already recorded as far as this process knows: no read and rewrite of the shard for it.
+      if (this.#cache.get(shard)?.get(recordId(f)) === f.crc >>> 0) continue;
       let list = byShard.get(shard);
       if (!list) {
         list = [];

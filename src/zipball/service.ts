@@ -10,6 +10,7 @@ import type { Manifest, PinnedEntry, RequestedItem } from "../manifest/schema.js
 import type { Zipball, ZipballStore } from "../manifest/store.js";
 import type { UrlFetcher } from "../sources/url.js";
 import { chunksOf, type Storage } from "../storage/types.js";
+import { giveBack } from "../util/buffer-pool.js";
 import { mapLimit } from "../util/concurrency.js";
 import { crc32 } from "../util/crc32.js";
 import type { CrcBook } from "./crcs.js";
@@ -360,6 +361,8 @@ export class ZipballService {
         for await (const chunk of chunksOf(body)) {
           crc = crc32(chunk, crc);
           size += chunk.length;
+          // Nothing else reads it: a pooled read buffer can be filled again (fresh ones cost page zeroing).
+          giveBack(chunk);
         }
         if (size !== e.size) throw new GatewayError(409, "object_changed", `object changed while it was read: ${e.name}`);
         e.crc32 = crc;
@@ -395,6 +398,8 @@ export class ZipballService {
         for await (const chunk of chunksOf(body)) {
           crc = crc32(chunk, crc);
           size += chunk.length;
+          // Nothing else reads it: a pooled read buffer can be filled again (fresh ones cost page zeroing).
+          giveBack(chunk);
         }
         if (size !== entry.size) throw new GatewayError(409, "object_changed", `object changed since the zipball was created: ${entry.name}`);
         out.set(i, crc);
