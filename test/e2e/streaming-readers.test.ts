@@ -3,10 +3,12 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdir, open, readFile, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import type { S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { crc32 } from "../../src/util/crc32.js";
 import { tempDir, writeTree } from "../helpers/archive.js";
 import { type RunningGateway, startGateway, zipballUrl } from "../helpers/gateway.js";
+import { adminClient, freshPrefix, putObjects, s3Env, s3Storage } from "../helpers/s3.js";
 import { type ExpectedEntry, entryForms, sha256, verifyWithStreamingReaders, verifyWithUnzippers } from "../helpers/unzippers.js";
 
 const run = promisify(execFile);
@@ -247,5 +249,65 @@ describe("archives that streaming readers read: Java ZipInputStream, bsdtar -xf 
       { name: "after.txt", sha256: sha256("after") },
     ];
     await verifyWithStreamingReaders(zip, expected, { extract: false });
+  });
+});
+
+describe("streaming readers on the S3 store (Swift s3api): objects come as streams, two replicas share the recorded CRCs", () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let client: S3Client;
+  let a: RunningGateway;
+  let b: RunningGateway;
+  const objects: Record<string, Buffer> = {};
+
+  beforeAll(async () => {
+    dir = await tempDir();
+    client = adminClient();
+    const prefix = freshPrefix("streaming");
+    const { nested, signature } = await trickyBytes();
+    Object.assign(objects, {
+      "set/a-inner.zip": nested,
+      "set/b-signature.bin": signature,
+      "set/c-medium.bin": randomBytes(200 * 1024),
+      "set/d-large.bin": randomBytes(1024 * 1024 + 3),
+      "set/e-empty.txt": Buffer.alloc(0),
+    });
+    await putObjects(client, prefix, objects);
+    a = await startGateway({ storage: s3Storage(prefix), env: s3Env(prefix) });
+    b = await startGateway({ storage: s3Storage(prefix), env: s3Env(prefix) });
+  });
+  afterAll(async () => {
+    await a?.close();
+    await b?.close();
+    client?.destroy();
+    await dir.cleanup();
+  });
+
+  it("small objects are classic from the first download; after it, a zipball made on the other replica is all classic", async () => {
+    const expected: ExpectedEntry[] = [
+      { name: "set/", dir: true },
+      ...Object.entries(objects).map(([name, data]) => ({ name, size: data.length, sha256: sha256(data) })),
+    ];
+    const first = join(dir.path, "s3-first.zip");
+    await download(await zipballUrl(a, { objects: [{ folder: "/set" }] }), first);
+    expect(await entryForms(first)).toEqual({ classic: 4, descriptor: 1 });
+    await verifyWithUnzippers(first, expected);
+    await verifyWithStreamingReaders(first, expected, { readers: ["fflate Unzip", "bsdtar -xf -"] });
+
+    const url = await zipballUrl(b, { objects: [{ folder: "/set" }] });
+    const again = join(dir.path, "s3-again.zip");
+    await download(url, again);
+    expect(await entryForms(again)).toEqual({ classic: 5, descriptor: 0 });
+    await verifyWithStreamingReaders(again, expected);
+
+    // A resume inside the small classic entries' headers and data, on the other replica.
+    const bytes = await readFile(again);
+    for (const cut of [20, 120, 5_000]) {
+      const fresh = await zipballUrl(a, { objects: [{ folder: "/set" }] });
+      const part = join(dir.path, `s3-${cut}.part`);
+      const rest = join(dir.path, `s3-${cut}.rest`);
+      await download(fresh, part, `0-${cut - 1}`);
+      await download(fresh.replace(a.url, b.url), rest, `${cut}-`);
+      expect(Buffer.concat([await readFile(part), await readFile(rest)]).equals(bytes), `cut at ${cut}`).toBe(true);
+    }
   });
 });
