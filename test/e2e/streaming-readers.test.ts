@@ -1,12 +1,14 @@
 import { execFile } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { mkdir, open, readFile, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ZipballStore } from "../../src/manifest/store.js";
+import { ManifestSigner } from "../../src/manifest/token.js";
 import { crc32 } from "../../src/util/crc32.js";
-import { tempDir, writeTree } from "../helpers/archive.js";
+import { archiveOf, tempDir, writeTree } from "../helpers/archive.js";
 import { type RunningGateway, startGateway, zipballUrl } from "../helpers/gateway.js";
 import { adminClient, freshPrefix, putObjects, s3Env, s3Storage } from "../helpers/s3.js";
 import { type ExpectedEntry, entryForms, sha256, verifyWithStreamingReaders, verifyWithUnzippers } from "../helpers/unzippers.js";
@@ -78,6 +80,34 @@ describe("archives that streaming readers read: Java ZipInputStream, bsdtar -xf 
     expect(await entryForms(zip)).toEqual({ classic: 5, descriptor: 0 });
     await verifyWithUnzippers(zip, expected);
     await verifyWithStreamingReaders(zip, expected);
+  });
+
+  it("a zipball pinned before forms existed is served as before, byte for byte (descriptor form)", async () => {
+    await writeTree(join(root, "old"), { "a.txt": "alpha", "b.bin": randomBytes(3000), "empty.txt": "" }, MTIME);
+    const url = await zipballUrl(gw, { objects: [{ path: "/old/a.txt" }, { path: "/old/b.bin" }, { path: "/old/empty.txt" }] });
+    const id = new URL(url).pathname.slice(1, -".zip".length);
+    // Its entry list as the code before forms pinned it: no form, no CRC (the folder store keeps none).
+    const zipballs = new ZipballStore({ storage: gw.storage, signer: new ManifestSigner("test-signing-secret-0123456789abcdef") });
+    const { manifest, entries } = await zipballs.load(id);
+    expect(entries.every((e) => e.form === "classic")).toBe(true);
+    const oldId = randomUUID();
+    const { entries: _digest, ...fields } = manifest;
+    await zipballs.save(
+      { ...fields, id: oldId },
+      entries.map(({ form: _form, crc32: _crc, ...rest }) => rest),
+    );
+    const res = await fetch(`${gw.url}/${oldId}.zip?zipball`);
+    expect(res.status).toBe(200);
+    const served = Buffer.from(await res.arrayBuffer());
+    const { body: reference } = await archiveOf(gw.storage, [
+      { name: "a.txt", key: "old/a.txt" },
+      { name: "b.bin", key: "old/b.bin" },
+      { name: "empty.txt", key: "old/empty.txt" },
+    ]);
+    expect(served.equals(reference)).toBe(true);
+    const file = join(dir.path, "old.zip");
+    await writeFile(file, served);
+    expect(await entryForms(file)).toEqual({ classic: 0, descriptor: 3 });
   });
 
   it("a stored nested zip and a file holding PK\\x07\\x08: every streaming reader sees exactly the central directory's entries", async () => {
