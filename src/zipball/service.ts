@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import { computeLayout, type Layout } from "../archive/layout.js";
-import { CLASSIC_INLINE_MAX, type EntryReader, openArchiveRange } from "../archive/stream.js";
+import { type EntryReader, openArchiveRange } from "../archive/stream.js";
 import { streamedArchive } from "../archive/streamed.js";
 import { checkScopes } from "../auth.js";
 import { GatewayError } from "../errors.js";
@@ -14,6 +14,7 @@ import { giveBack } from "../util/buffer-pool.js";
 import { mapLimit } from "../util/concurrency.js";
 import { crc32 } from "../util/crc32.js";
 import type { CrcBook } from "./crcs.js";
+import { type FormOptions, pinForms } from "./forms.js";
 import type { ObjectCrcIndex, ObjectRef } from "./object-crcs.js";
 import { type Resolution, resolveItems } from "./resolve.js";
 
@@ -66,13 +67,6 @@ export interface CreateInput {
    */
   prepare?: boolean | undefined;
 }
-
-/**
- * Objects up to this size get the classic form even when their CRC is not known at creation:
- * a download reads them whole before their local header (the read-ahead holds them whole
- * anyway). See the README for the measurements behind it.
- */
-export const CLASSIC_MAX_BYTES = CLASSIC_INLINE_MAX;
 
 /** Everything needed to answer a download before its first byte. */
 export interface Download {
@@ -127,7 +121,7 @@ export class ZipballService {
       signal: input.signal,
     });
     const compression = input.compression ?? "store";
-    if (compression === "store") await this.#pinForms(resolution.entries, input.items, { prepare: input.prepare === true, signal: input.signal });
+    if (compression === "store") await pinForms(resolution.entries, input.items, this.#formDeps(input.prepare === true, input.signal));
     const id = randomUUID();
     const iat = Math.floor(now / 1000);
     const ttl = Math.min(input.expiresIn ?? this.#opts.ttlSeconds, this.#opts.ttlSeconds);
@@ -275,7 +269,7 @@ export class ZipballService {
       maxBytes: this.#opts.maxBytes,
       signal,
     });
-    await this.#pinForms(resolution.entries, items, { prepare: false, signal });
+    await pinForms(resolution.entries, items, this.#formDeps(false, signal));
     const iat = Math.floor(Date.now() / 1000);
     const manifest: Manifest = {
       id: randomUUID(),
@@ -303,74 +297,18 @@ export class ZipballService {
     return { body, length: download.layout.total };
   }
 
-  /**
-   * Decides each file's form, pinned with the entry: classic when its CRC will be known before
-   * its local header goes out (given by the caller, kept by the store, recorded from an earlier
-   * read of the same object version, computed now with `prepare`, or learnt from the object
-   * itself while it is small), the descriptor form otherwise.
-   */
-  async #pinForms(entries: PinnedEntry[], items: readonly RequestedItem[], opts: { prepare: boolean; signal?: AbortSignal | undefined }): Promise<void> {
-    // An origin that gives no length makes the archive go out through zip-stream: no layout, no forms.
-    if (entries.some((e) => e.unknownSize)) return;
-    for (const e of entries) {
-      const item = items[e.item];
-      if (e.kind !== "file" || item === undefined || item.type === "folder" || item.crc32 === undefined) continue;
-      if (e.crc32 !== undefined && e.crc32 !== item.crc32) {
-        throw new GatewayError(400, "crc32_mismatch", `objects[${e.item}].crc32 is not the CRC32 the store keeps for it`, {
-          details: { index: e.item, field: "crc32" },
-        });
-      }
-      e.crc32 = item.crc32;
-    }
-    const unknown = entries.filter((e) => e.kind === "file" && e.size > 0 && e.crc32 === undefined && e.key !== undefined && e.etag !== undefined);
-    if (unknown.length > 0) {
-      const recorded = await this.#opts.objectCrcs
-        .lookup(
-          unknown.map((e) => ({ key: e.key as string, etag: e.etag as string })),
-          opts.signal,
-        )
-        .catch((err: unknown) => {
-          // Only the form depends on it: a store that cannot answer leaves the descriptor form.
-          if (opts.signal?.aborted) throw err;
-          this.#opts.logger.warn("could not read recorded object CRCs", describeError(err));
-          return [];
-        });
-      unknown.forEach((e, i) => {
-        const crc = recorded[i];
-        if (crc !== undefined) e.crc32 = crc;
-      });
-    }
-    if (opts.prepare) await this.#prepareCrcs(entries, opts.signal);
-    for (const e of entries) if (e.kind === "file" && (e.crc32 !== undefined || e.size <= CLASSIC_MAX_BYTES)) e.form = "classic";
-  }
-
-  /** `prepare`: reads every object over the small size whose CRC is still unknown, and records what it learns. */
-  async #prepareCrcs(entries: PinnedEntry[], signal: AbortSignal | undefined): Promise<void> {
-    const todo = entries.filter((e) => e.kind === "file" && e.crc32 === undefined && e.size > CLASSIC_MAX_BYTES);
-    const facts: Array<ObjectRef & { crc: number }> = [];
-    await mapLimit(
-      todo,
-      this.#opts.crcConcurrency ?? 4,
-      async (e) => {
-        const body =
-          e.url !== undefined
-            ? await this.#opts.urls.open(new URL(e.url), { etag: e.etag, signal: signal as AbortSignal })
-            : await this.#opts.storage.read(e.key as string, { etag: e.etag ?? "", signal });
-        let crc = 0;
-        let size = 0;
-        for await (const chunk of chunksOf(body)) {
-          crc = crc32(chunk, crc);
-          size += chunk.length;
-          // Nothing else reads it: a pooled read buffer can be filled again (fresh ones cost page zeroing).
-          giveBack(chunk);
-        }
-        if (size !== e.size) throw new GatewayError(409, "object_changed", `object changed while it was read: ${e.name}`);
-        e.crc32 = crc;
-        if (e.key !== undefined && e.etag !== undefined) facts.push({ key: e.key, etag: e.etag, crc });
-      },
+  #formDeps(prepare: boolean, signal: AbortSignal | undefined): FormOptions {
+    return {
+      objectCrcs: this.#opts.objectCrcs,
+      prepare,
+      prepareConcurrency: this.#opts.crcConcurrency ?? 4,
+      open: (e, sig) =>
+        e.url !== undefined
+          ? this.#opts.urls.open(new URL(e.url), { etag: e.etag, signal: sig as AbortSignal })
+          : this.#opts.storage.read(e.key as string, { etag: e.etag ?? "", signal: sig }),
+      logger: this.#opts.logger,
       signal,
-    );
-    await this.#opts.objectCrcs.record(facts).catch((err: unknown) => this.#opts.logger.warn("could not record CRCs", describeError(err)));
+    };
   }
 
   /** Opens an archive entry's data: a stored object (with its pinned identity) or a URL. */
