@@ -5,10 +5,12 @@
 //   npm run build && node bench/classic-create.mjs --before=/path/to/old/dist/main.js
 //
 // Shapes: 10,000 files of 1 KiB in one folder (one shard), and 10,000 files in 1,000 folders
-// (lookups capped at 64 shards).
+// (lookups capped at 64 shards). Then the time to first byte of each build's own zipball of
+// several shapes, GETs alternating, each cut at its first byte.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -71,6 +73,21 @@ async function create(gw, body) {
   return { url: gw.url + u.pathname + u.search, ms };
 }
 
+function ttfb(url) {
+  return new Promise((res, rej) => {
+    const t0 = performance.now();
+    const req = request(url, (r) => {
+      r.once("data", () => {
+        res(performance.now() - t0);
+        req.destroy();
+      });
+      r.on("error", () => {});
+    });
+    req.on("error", (e) => (e.code === "ECONNRESET" ? undefined : rej(e)));
+    req.end();
+  });
+}
+
 async function alternate(gws, body) {
   const times = { before: [], after: [] };
   for (let i = 0; i < REPS; i++) {
@@ -102,6 +119,27 @@ try {
     await new Promise((r) => setTimeout(r, 1500));
     const recorded = await alternate(gws, body);
     console.log(JSON.stringify({ shape, nothing_recorded: fresh, after_a_download: recorded }));
+  }
+  await mkdir(join(root, "small"), { recursive: true });
+  for (let i = 0; i < 1000; i++) await writeFile(join(root, "small", `f${i}.bin`), randomBytes(4096));
+  await mkdir(join(root, "firstlarge"), { recursive: true });
+  await writeFile(join(root, "firstlarge", "a.bin"), randomBytes(64 * 1024 * 1024));
+  for (let i = 0; i < 10; i++) await writeFile(join(root, "firstlarge", `s${i}.bin`), randomBytes(4096));
+  await mkdir(join(root, "firstsmall"), { recursive: true });
+  await writeFile(join(root, "firstsmall", "a.bin"), randomBytes(200 * 1024));
+  await writeFile(join(root, "firstsmall", "b.bin"), randomBytes(8 * 1024 * 1024));
+  for (const [shape, folder] of [
+    ["1,000 × 4 KiB", "/small"],
+    ["10k × 1 KiB", "/one"],
+    ["64 MiB first, then 10 × 4 KiB", "/firstlarge"],
+    ["200 KiB first, then 8 MiB", "/firstsmall"],
+  ]) {
+    // Each build's own zipball, made before any download of it (a new object version would
+    // be needed for every GET to learn a small first CRC afresh; here the first GET records it).
+    const urls = { before: (await create(gws.before, { objects: [{ folder }] })).url, after: (await create(gws.after, { objects: [{ folder }] })).url };
+    const times = { before: [], after: [] };
+    for (let i = 0; i < REPS; i++) for (const name of i % 2 ? ["after", "before"] : ["before", "after"]) times[name].push(await ttfb(urls[name]));
+    console.log(JSON.stringify({ ttfb: shape, before_ms: +median(times.before).toFixed(2), after_ms: +median(times.after).toFixed(2) }));
   }
 } finally {
   gws.before?.stop();
