@@ -166,6 +166,26 @@ describe("archives that streaming readers read: Java ZipInputStream, bsdtar -xf 
     await verifyWithStreamingReaders(prepared, freshExpected);
   });
 
+  it("Box zip downloads take prepare too: every entry classic, read by the streaming readers", async () => {
+    const large = randomBytes(1024 * 1024 + 1);
+    await writeTree(join(root, "box"), { "large.bin": large, "small.txt": "small" }, MTIME);
+    const bad = await gw.post("/2.0/zip_downloads", { items: [{ type: "folder", id: "/box" }], prepare: "yes" });
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({ type: "error", status: 400, code: "bad_request" });
+    const res = await gw.post("/2.0/zip_downloads", { items: [{ type: "folder", id: "/box" }], download_file_name: "box", prepare: true });
+    const text = await res.text();
+    expect(res.status, text).toBe(202);
+    const zip = join(dir.path, "box.zip");
+    const downloadUrl = new URL((JSON.parse(text) as { download_url: string }).download_url);
+    await download(gw.url + downloadUrl.pathname, zip);
+    expect(await entryForms(zip)).toEqual({ classic: 2, descriptor: 0 });
+    await verifyWithStreamingReaders(zip, [
+      { name: "box/", dir: true },
+      { name: "box/large.bin", size: large.length, sha256: sha256(large), mtime: MTIME },
+      { name: "box/small.txt", sha256: sha256("small"), mtime: MTIME },
+    ]);
+  });
+
   it("a caller's crc32 makes a large entry classic; a wrong one is refused against the store's, or cuts the download", async () => {
     const large = randomBytes(2 * 1024 * 1024);
     await writeTree(join(root, "given"), { "large.bin": large, "other.bin": large }, MTIME);

@@ -42,7 +42,10 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
   app.post("/2.0/zip_downloads", async (c) => {
     const caller = deps.keys.authenticate(c.req.header("authorization"));
     const body = await jsonObject(c);
-    onlyFields(body, ["items", "download_file_name"], "the request");
+    // `prepare` is this gateway's own: every entry in the classic form, for streaming readers.
+    onlyFields(body, ["items", "download_file_name", "prepare"], "the request");
+    const prepare = body.prepare ?? false;
+    if (typeof prepare !== "boolean") throw new GatewayError(400, "bad_request", `"prepare" must be true or false`);
     const items = parseItems(body.items, deps.maxItems);
     const name = optionalString(body.download_file_name, "download_file_name", 255) ?? "download";
     const requested = await Promise.all(items.map((item) => toRequested(item, deps, caller.scopes)));
@@ -54,6 +57,7 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
       scopes: caller.scopes,
       expiresIn: deps.box.ttlSeconds,
       signal: c.req.raw.signal,
+      prepare,
     });
     const id = zipball.manifest.id;
     const base = `${deps.publicUrl}/2.0/zip_downloads/${id}`;
