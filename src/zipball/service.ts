@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from "node:crypto";
 import { LRUCache } from "lru-cache";
-import { computeLayout, type Layout } from "../archive/layout.js";
+import { computeLayout, crcsNeeded, type Layout } from "../archive/layout.js";
 import { type EntryReader, openArchiveRange } from "../archive/stream.js";
 import { streamedArchive } from "../archive/streamed.js";
 import { checkScopes } from "../auth.js";
@@ -8,6 +8,7 @@ import { GatewayError } from "../errors.js";
 import { describeError, type Logger } from "../log.js";
 import type { Manifest, PinnedEntry, RequestedItem } from "../manifest/schema.js";
 import type { Zipball, ZipballStore } from "../manifest/store.js";
+import type { Metrics } from "../metrics.js";
 import type { UrlFetcher } from "../sources/url.js";
 import { chunksOf, type Storage } from "../storage/types.js";
 import { mapLimit } from "../util/concurrency.js";
@@ -31,6 +32,8 @@ export interface ZipballServiceOptions {
   /** CRCs recorded by earlier downloads, kept in the store. */
   crcs: CrcBook;
   logger: Logger;
+  /** CRCs computed and reused are counted here. */
+  metrics?: Metrics | undefined;
   /** Objects read at once to compute CRCs nobody recorded. @default 4 */
   crcConcurrency?: number;
   /**
@@ -204,6 +207,12 @@ export class ZipballService {
       if (crc !== undefined) known.set(i, crc);
     });
     const recorder = this.#opts.crcs.recorder(id, (err) => this.#opts.logger.warn("could not record CRCs", describeError(err)));
+    const metrics = this.#opts.metrics;
+    if (metrics && (range.start > 0 || range.end < download.layout.total)) {
+      // The CRCs a resume needs of entries it skips: each one known is an object not read again.
+      const reused = crcsNeeded(download.layout, range.start, range.end).filter((i) => known.has(i)).length;
+      if (reused > 0) metrics.crcs.inc({ how: "reused" }, reused);
+    }
     const bytes = await openArchiveRange({
       layout: download.layout,
       read: this.reader(download),
@@ -212,13 +221,17 @@ export class ZipballService {
       knownCrcs: known,
       lookupCrc: async (indexes) => {
         const computed = await this.#computeCrcs(download, indexes, signal);
+        metrics?.crcs.inc({ how: "read" }, computed.size);
         for (const [i, crc] of computed) recorder.add(pinned[i] as number, crc);
         void recorder.flush();
         return computed;
       },
       readAhead: this.#opts.readAhead,
       idleTimeoutMs: this.#opts.idleTimeoutMs,
-      onCrc: (index, crc) => recorder.add(pinned[index] as number, crc),
+      onCrc: (index, crc) => {
+        metrics?.crcs.inc({ how: "streamed" });
+        recorder.add(pinned[index] as number, crc);
+      },
       onEntryDone,
       signal,
     }).catch(async (err: unknown) => {
