@@ -195,3 +195,24 @@ describe("configuration", () => {
     expect(loadConfig({ ZIPGATE_KEEPALIVE_TIMEOUT: "2m" }).limits.keepAliveTimeoutMs).toBe(120_000);
   });
 });
+
+describe("the documented settings", () => {
+  it("are all known: every ZIPGATE_* name in --help and the README is read", async () => {
+    const { readFile } = await import("node:fs/promises");
+    const { helpText } = await import("../../src/help.js");
+    const readme = await readFile(new URL("../../README.md", import.meta.url), "utf8");
+    const names = new Set([...`${helpText()}\n${readme}`.matchAll(/\bZIPGATE_[A-Z0-9_]*[A-Z0-9]\b/g)].map((m) => m[0]));
+    expect(names.size).toBeGreaterThan(30);
+    // The README's own example of a typo.
+    names.delete("ZIPGATE_API_KEY");
+    for (const name of names) {
+      let problems = "";
+      try {
+        loadConfig({ [name]: "x" });
+      } catch (err) {
+        problems = (err as ConfigError).problems.join("\n");
+      }
+      expect(problems, name).not.toContain("is not a zipgate setting");
+    }
+  });
+});
