@@ -398,10 +398,11 @@ export const SECRET_FILE_VARIABLES = [
   "AWS_SESSION_TOKEN",
 ] as const;
 
-/** Settings read only with another one: set alone, they are reported as such. */
-const READ_ONLY_WITH: Record<string, string> = {
-  ZIPGATE_S3_FORCE_PATH_STYLE: "an s3:// ZIPGATE_STORAGE",
-};
+/**
+ * Settings read only with another one (the S3 store's, the webhook's): known either way,
+ * so turning a feature off by emptying its main variable leaves the rest harmless.
+ */
+const READ_ONLY_WITH = ["ZIPGATE_S3_FORCE_PATH_STYLE", "ZIPGATE_WEBHOOK_SECRET", "ZIPGATE_WEBHOOK_ATTEMPTS", "ZIPGATE_WEBHOOK_BACKOFF_MS"];
 
 export interface LoadOptions {
   /** Reads a `*_FILE` secret. @default fs.readFileSync(path, "utf8") */
@@ -446,14 +447,9 @@ function distance(a: string, b: string): number {
  * setting is known as soon as it is read.
  */
 function unread(env: Record<string, string | undefined>, read: ReadonlySet<string>, problems: string[]): void {
-  const known = [...read, ...Object.keys(READ_ONLY_WITH), ...SECRET_FILE_VARIABLES.map((n) => `${n}_FILE`)].filter((n) => n.startsWith("ZIPGATE_"));
+  const known = [...read, ...READ_ONLY_WITH, ...SECRET_FILE_VARIABLES.map((n) => `${n}_FILE`)].filter((n) => n.startsWith("ZIPGATE_"));
   for (const name of Object.keys(env).sort()) {
-    if (!name.startsWith("ZIPGATE_") || read.has(name) || env[name] === undefined) continue;
-    const only = READ_ONLY_WITH[name];
-    if (only !== undefined) {
-      problems.push(`${name} is set, but is read only with ${only}`);
-      continue;
-    }
+    if (!name.startsWith("ZIPGATE_") || read.has(name) || READ_ONLY_WITH.includes(name) || env[name] === undefined) continue;
     const best = known.map((k) => ({ k, d: distance(name, k) })).sort((x, y) => x.d - y.d)[0];
     const hint = best && best.d <= Math.max(2, Math.floor(name.length / 6)) ? ` (did you mean ${best.k}?)` : "";
     problems.push(`${name} is not a zipgate setting${hint}; see zipgate --help`);
@@ -606,7 +602,7 @@ export function loadConfig(given: Record<string, string | undefined>, options: L
     if (parsed === undefined || parsed < 1) problems.push(`ZIPGATE_JOB_LEASE must be a duration like "30s" (got "${env.ZIPGATE_JOB_LEASE}")`);
     else jobs.leaseMs = parsed * 1000;
   }
-  // Read whether or not a webhook is set, so that each is known (and checked) either way.
+  // Checked whether or not a webhook is set.
   const webhookSecret = env.ZIPGATE_WEBHOOK_SECRET ?? "";
   const webhookAttempts = int(env, "ZIPGATE_WEBHOOK_ATTEMPTS", 5, 1, 20, problems);
   const webhookBackoffMs = int(env, "ZIPGATE_WEBHOOK_BACKOFF_MS", 1000, 1, 600_000, problems);
@@ -614,12 +610,6 @@ export function loadConfig(given: Record<string, string | undefined>, options: L
     if (!/^https?:\/\/[^/]+/.test(env.ZIPGATE_WEBHOOK_URL)) problems.push("ZIPGATE_WEBHOOK_URL must be an http(s) URL");
     if (Buffer.byteLength(webhookSecret) < 16) problems.push("ZIPGATE_WEBHOOK_SECRET must be set (at least 16 bytes) with ZIPGATE_WEBHOOK_URL");
     jobs.webhook = { url: env.ZIPGATE_WEBHOOK_URL, secret: webhookSecret, attempts: webhookAttempts, backoffMs: webhookBackoffMs };
-  } else {
-    for (const name of ["ZIPGATE_WEBHOOK_SECRET", "ZIPGATE_WEBHOOK_ATTEMPTS", "ZIPGATE_WEBHOOK_BACKOFF_MS"]) {
-      if (given[name] !== undefined || (name === "ZIPGATE_WEBHOOK_SECRET" && given.ZIPGATE_WEBHOOK_SECRET_FILE)) {
-        problems.push(`${name} is set, but is read only with ZIPGATE_WEBHOOK_URL`);
-      }
-    }
   }
   const box = {
     ttlSeconds: boxTtl,
