@@ -402,7 +402,16 @@ export const SECRET_FILE_VARIABLES = [
  * Settings read only with another one (the S3 store's, the webhook's): known either way,
  * so turning a feature off by emptying its main variable leaves the rest harmless.
  */
-const READ_ONLY_WITH = ["ZIPGATE_S3_FORCE_PATH_STYLE", "ZIPGATE_WEBHOOK_SECRET", "ZIPGATE_WEBHOOK_ATTEMPTS", "ZIPGATE_WEBHOOK_BACKOFF_MS"];
+const READ_ONLY_WITH = [
+  "ZIPGATE_S3_FORCE_PATH_STYLE",
+  "ZIPGATE_S3_READ",
+  "ZIPGATE_S3_PART_SIZE",
+  "ZIPGATE_S3_PARTS",
+  "ZIPGATE_S3_PART_MEMORY",
+  "ZIPGATE_WEBHOOK_SECRET",
+  "ZIPGATE_WEBHOOK_ATTEMPTS",
+  "ZIPGATE_WEBHOOK_BACKOFF_MS",
+];
 
 export interface LoadOptions {
   /** Reads a `*_FILE` secret. @default fs.readFileSync(path, "utf8") */

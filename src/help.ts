@@ -23,6 +23,9 @@ Server
 Store
   ZIPGATE_STORAGE               a folder (default ./data), file:///path or s3://bucket/prefix
   ZIPGATE_S3_FORCE_PATH_STYLE   path-style S3 URLs (MinIO, Swift…)
+  ZIPGATE_S3_READ               lean (default: a GET path of its own) or sdk (GetObject)
+  ZIPGATE_S3_PART_SIZE (8 MiB), ZIPGATE_S3_PARTS (8), ZIPGATE_S3_PART_MEMORY (256 MiB)
+                                large objects as ranged parts in flight, and their memory
   AWS_REGION, AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY   the S3 client's
   ZIPGATE_STORE_CONNECT_TIMEOUT (default 5s)   ZIPGATE_STORE_TIMEOUT (default 20s)
 
