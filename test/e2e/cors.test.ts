@@ -1,3 +1,4 @@
+import { writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -95,6 +96,8 @@ describe("CORS: a web app on another origin, in Chromium", () => {
     try {
       await tab.goto(`${origin}/`);
       const result = await tab.evaluate(roundTrip, { gateway: open.url, key: open.key });
+      if (process.env.ZIPGATE_DUMP_DIR)
+        await writeFile(join(process.env.ZIPGATE_DUMP_DIR, "cors.json"), `${JSON.stringify({ page: origin, gateway: open.url, ...result }, null, 2)}\n`);
       expect(result).toMatchObject({ created: 201, status: 200, head: "PK" });
       expect(result.headers["content-disposition"]).toContain('filename="from the browser.zip"');
       expect(Number(result.headers["content-length"])).toBe(result.bytes);
