@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { HttpBindings } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { Hono } from "hono";
+import { cors } from "hono/cors";
 import { bitpaketRoutes } from "./api/bitpaket/index.js";
 import { boxRoutes } from "./api/box/index.js";
 import type { ApiDeps, AppEnv } from "./api/deps.js";
@@ -10,10 +11,55 @@ import { GatewayError, toGatewayError } from "./errors.js";
 import { errorBody, flavourOf } from "./http/errors.js";
 import { shuttingDown } from "./http/lifecycle.js";
 import { describeError, redactPath } from "./log.js";
+import { openApiDocument } from "./openapi.js";
+import { VERSION } from "./version.js";
 
+/** The header @hono/node-server marks RESPONSE_ALREADY_SENT with. */
+const ALREADY_SENT_HEADER = "x-hono-already-sent";
 const REQUEST_ID = /^[\w.-]{1,64}$/;
-/** Probes answer without a log line each. */
-const PROBES = new Set(["/healthz", "/livez", "/readyz"]);
+/** W3C trace context: version-traceid-parentid-flags; all-zero ids and version ff are invalid. */
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/;
+/** Probes and scrapes are logged at debug level only: every few seconds, they would drown the rest. */
+const PROBES = new Set(["/healthz", "/livez", "/readyz", "/metrics"]);
+/** The POST routes that create a zipball or a job, by flavour, for `zipgate_creations_total`. */
+const CREATIONS: Record<string, string> = { "/v2/zipball": "bitpaket", "/2.0/zip_downloads": "box", "/api/v1/zips": "zipkit" };
+/** Refusals for capacity, for `zipgate_admission_refusals_total`. */
+const ADMISSION_CODES = new Set(["too_many_downloads_in_flight", "shutting_down", "too_many_downloads"]);
+/** Response headers a browser app on another origin may read. */
+const CORS_EXPOSED = ["Content-Disposition", "Content-Length", "Content-Range", "ETag", "X-Request-Id", "Accept-Ranges", "Last-Modified", "Retry-After"];
+/** Request headers such an app may send. */
+const CORS_ALLOWED = [
+  "Authorization",
+  "Content-Type",
+  "Range",
+  "If-Match",
+  "If-None-Match",
+  "If-Modified-Since",
+  "If-Unmodified-Since",
+  "If-Range",
+  "X-Request-Id",
+  "traceparent",
+  "tracestate",
+];
+
+/** The client's address: the socket's peer, or the X-Forwarded-For entry the outermost of `trusted` proxies saw. */
+export function clientAddress(peer: string | undefined, forwardedFor: string | undefined, trusted: number): string | undefined {
+  if (trusted === 0 || !forwardedFor) return peer;
+  const chain = [
+    ...forwardedFor
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean),
+    peer ?? "",
+  ];
+  return chain[Math.max(0, chain.length - 1 - trusted)] || peer;
+}
+
+function traceOf(header: string | undefined): { trace_id: string; parent_id: string } | undefined {
+  const m = TRACEPARENT.exec(header?.trim().toLowerCase() ?? "");
+  if (!m || m[1] === "ff" || /^0+$/.test(m[2] as string) || /^0+$/.test(m[3] as string)) return undefined;
+  return { trace_id: m[2] as string, parent_id: m[3] as string };
+}
 /** How long a store check of `/readyz` is reused, in ms. */
 const READY_CACHE_MS = 3000;
 
@@ -22,27 +68,65 @@ export function createApp(deps: ApiDeps & ZipkitDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   app.use(async (c, next) => {
+    const started = performance.now();
     const given = c.req.header("x-request-id");
     const id = given && REQUEST_ID.test(given) ? given : randomUUID();
+    const client = clientAddress((c.env as HttpBindings | undefined)?.incoming?.socket?.remoteAddress, c.req.header("x-forwarded-for"), deps.trustProxy);
+    const trace = traceOf(c.req.header("traceparent"));
     c.set("requestId", id);
+    c.set("startedAt", started);
+    c.set("client", client);
+    c.set("trace", trace);
     c.header("X-Request-Id", id);
-    const started = performance.now();
     await next();
-    if (PROBES.has(c.req.path)) return;
+    // A download that wrote its own head returns RESPONSE_ALREADY_SENT; a middleware that
+    // prepared headers (CORS) makes hono answer a copy of it, which the Node adapter would
+    // write again. The marker itself is what must reach the adapter.
+    if (c.res !== RESPONSE_ALREADY_SENT && c.res.headers.has(ALREADY_SENT_HEADER)) {
+      c.res = undefined as unknown as Response;
+      c.res = RESPONSE_ALREADY_SENT;
+    }
     // A streamed download has written its head to the Node response itself.
     const sent = c.res === RESPONSE_ALREADY_SENT ? (c.env as HttpBindings).outgoing.statusCode : c.res.status;
-    deps.logger.info("request", {
+    deps.metrics.httpRequests.inc({ method: c.req.method, status: String(sent) });
+    const creation = c.req.method === "POST" ? CREATIONS[c.req.path] : undefined;
+    if (creation !== undefined) {
+      const outcome = sent < 400 ? "created" : c.error ? toGatewayError(c.error).code : String(sent);
+      deps.metrics.creations.inc({ flavour: creation, outcome });
+    }
+    const fields = {
       request_id: id,
       method: c.req.method,
       path: redactPath(c.req.path),
       status: sent,
       ms: Math.round(performance.now() - started),
-    });
+      client,
+      ...trace,
+    };
+    if (PROBES.has(c.req.path)) deps.logger.debug("request", fields);
+    else deps.logger.info("request", fields);
   });
 
+  // Browser apps on the configured origins (hono's cors): preflights are answered here, and
+  // downloads copy these headers into the head they write themselves (http/download.ts).
+  if (deps.corsOrigins.length > 0) {
+    app.use(
+      cors({
+        origin: deps.corsOrigins[0] === "*" ? "*" : deps.corsOrigins,
+        allowMethods: ["GET", "HEAD", "POST", "DELETE"],
+        allowHeaders: CORS_ALLOWED,
+        exposeHeaders: CORS_EXPOSED,
+        maxAge: 600,
+      }),
+    );
+  }
+
+  app.get("/metrics", async (c) => c.body(await deps.metrics.registry.metrics(), 200, { "Content-Type": deps.metrics.registry.contentType }));
+  app.get("/openapi.json", (c) => c.json(openApiDocument(deps.publicUrl)));
+
   // Liveness: the process answers. Readiness: it takes traffic and its store answers.
-  app.get("/healthz", (c) => c.json({ ok: true }));
-  app.get("/livez", (c) => c.json({ ok: true }));
+  app.get("/healthz", (c) => c.json({ ok: true, version: VERSION }));
+  app.get("/livez", (c) => c.json({ ok: true, version: VERSION }));
   let lastCheck: { at: number; result: Promise<string | undefined> } | undefined;
   app.get("/readyz", async (c) => {
     if (deps.lifecycle.draining) return c.json({ ready: false, reason: "shutting down" }, 503);
@@ -85,6 +169,7 @@ export function createApp(deps: ApiDeps & ZipkitDeps): Hono<AppEnv> {
       return RESPONSE_ALREADY_SENT;
     }
     const err = toGatewayError(thrown);
+    if (ADMISSION_CODES.has(err.code)) deps.metrics.admissionRefusals.inc({ reason: err.code });
     if (err.status >= 500) deps.logger.error("request failed", { request_id: requestId, path: redactPath(c.req.path), ...describeError(thrown) });
     else if (err.cause !== undefined) deps.logger.warn(err.message, { request_id: requestId, ...describeError(err.cause) });
     const res = c.json(errorBody(flavourOf(c.req.path), err, requestId), err.status as 400);

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 
 /**
@@ -24,6 +25,11 @@ export type StorageConfig =
       partDepth: number;
       /** ZIPGATE_S3_PART_MEMORY: memory for parts read ahead, for the whole process. */
       partMemory: number;
+      /**
+       * Keys read from AWS_ACCESS_KEY_ID_FILE / AWS_SECRET_ACCESS_KEY_FILE (container secrets);
+       * otherwise undefined and the SDK's standard chain (environment, profile, IMDS…) is used.
+       */
+      credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string | undefined } | undefined;
     };
 
 /** A bucket jobs may write into (ZIPGATE_DESTINATIONS). */
@@ -48,9 +54,22 @@ export interface ApiKey {
   scopes?: string[] | undefined;
 }
 
+/** LOG_LEVEL values, pino's names. */
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
 export interface Config {
   port: number;
   host: string;
+  /** LOG_LEVEL. @default "info" */
+  logLevel: LogLevel;
+  /**
+   * ZIPGATE_TRUST_PROXY: how many proxies in front append to X-Forwarded-For; the client
+   * address logged is the one the outermost trusted proxy saw. 0 = the socket's peer. @default 0
+   */
+  trustProxy: number;
+  /** ZIPGATE_CORS_ORIGINS: origins a browser app may call from; "*" for any; empty = no CORS. */
+  corsOrigins: string[];
   storage: StorageConfig;
   /** Keys allowed to create zips; undefined = generate one and keep it in the store. */
   apiKeys: ApiKey[] | undefined;
@@ -98,6 +117,12 @@ export interface Config {
     storeConnectTimeoutMs: number;
     /** ZIPGATE_STORE_TIMEOUT, in ms: for the store's first byte, and any silence after it. */
     storeTimeoutMs: number;
+    /**
+     * ZIPGATE_KEEPALIVE_TIMEOUT, in ms: how long an idle client connection is kept. Above the
+     * idle timeouts of load balancers (60 s on AWS ALB, GCP and nginx's default 75 s upstream is
+     * the client side), so a balancer never reuses a socket the gateway just closed. @default 65_000
+     */
+    keepAliveTimeoutMs: number;
   };
   box: {
     /** ZIPGATE_BOX_TTL: lifetime of a download URL until it is used. */
@@ -167,7 +192,8 @@ export function parseDuration(text: string): number | undefined {
 }
 
 /**
- * `key1,key2` or, to limit a key to path prefixes, `key1=/photos/|/docs/,key2`.
+ * `key1,key2` or, to limit a key to path prefixes, `key1=/photos/|/docs/,key2`. A key may
+ * contain `=` (base64 padding): only an `=` followed by `/` starts the scopes.
  */
 export function parseApiKeys(text: string): ApiKey[] | string {
   const keys: ApiKey[] = [];
@@ -175,7 +201,9 @@ export function parseApiKeys(text: string): ApiKey[] | string {
     .split(",")
     .map((s) => s.trim())
     .filter(Boolean)) {
-    const [key = "", scopeText] = part.split("=", 2) as [string, string | undefined];
+    const m = /^(.+?)=(\/.*)$/.exec(part);
+    const key = m ? (m[1] as string) : part;
+    const scopeText = m ? m[2] : undefined;
     if (key.length < 16) return "each API key must be at least 16 characters";
     if (!/^[\x21-\x7e]+$/.test(key)) return "API keys must be printable ASCII without spaces";
     if (scopeText === undefined) {
@@ -243,7 +271,8 @@ function parseStorage(text: string, env: Record<string, string | undefined>, pro
 function int(env: Record<string, string | undefined>, name: string, fallback: number, min: number, max: number, problems: string[]): number {
   const text = env[name];
   if (text === undefined || text === "") return fallback;
-  const value = Number(text);
+  // Digits only: Number() would take "0x1F90", "1e3" and " 8080 " too.
+  const value = /^\d{1,16}$/.test(text) ? Number(text) : Number.NaN;
   if (!Number.isInteger(value) || value < min || value > max) {
     problems.push(`${name} must be an integer from ${min} to ${max} (got "${text}")`);
     return fallback;
@@ -355,8 +384,156 @@ function bool(env: Record<string, string | undefined>, name: string, problems: s
   return /^(true|1)$/i.test(text);
 }
 
-export function loadConfig(env: Record<string, string | undefined>): Config {
+/**
+ * Secrets that may come from a file instead (`NAME_FILE=/run/secrets/…`: Docker and
+ * Kubernetes secrets), so they need not sit in the process environment.
+ */
+export const SECRET_FILE_VARIABLES = [
+  "ZIPGATE_API_KEYS",
+  "ZIPGATE_SIGNING_SECRET",
+  "ZIPGATE_WEBHOOK_SECRET",
+  "ZIPGATE_DESTINATIONS",
+  "AWS_ACCESS_KEY_ID",
+  "AWS_SECRET_ACCESS_KEY",
+  "AWS_SESSION_TOKEN",
+] as const;
+
+/**
+ * Settings read only with another one (the S3 store's, the webhook's): known either way,
+ * so turning a feature off by emptying its main variable leaves the rest harmless.
+ */
+const READ_ONLY_WITH = [
+  "ZIPGATE_S3_FORCE_PATH_STYLE",
+  "ZIPGATE_S3_READ",
+  "ZIPGATE_S3_PART_SIZE",
+  "ZIPGATE_S3_PARTS",
+  "ZIPGATE_S3_PART_MEMORY",
+  "ZIPGATE_WEBHOOK_SECRET",
+  "ZIPGATE_WEBHOOK_ATTEMPTS",
+  "ZIPGATE_WEBHOOK_BACKOFF_MS",
+];
+
+export interface LoadOptions {
+  /** Reads a `*_FILE` secret. @default fs.readFileSync(path, "utf8") */
+  readFile?: (path: string) => string;
+}
+
+/** `NAME_FILE` variables replaced by their file's content (one trailing newline dropped). */
+function withSecretFiles(env: Record<string, string | undefined>, readFile: (path: string) => string, problems: string[]): Record<string, string | undefined> {
+  const out = { ...env };
+  for (const name of SECRET_FILE_VARIABLES) {
+    const path = env[`${name}_FILE`];
+    if (path === undefined || path === "") continue;
+    if (env[name]) {
+      problems.push(`${name} and ${name}_FILE are both set: use one`);
+      continue;
+    }
+    try {
+      out[name] = readFile(path).replace(/\r?\n$/, "");
+    } catch (err) {
+      problems.push(`${name}_FILE: cannot read "${path}" (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
+  }
+  return out;
+}
+
+/** Edit distance, for "did you mean" on a mistyped variable name. */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min((prev[j] as number) + 1, (row[j - 1] as number) + 1, (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[b.length] as number;
+}
+
+/**
+ * Every ZIPGATE_* variable nothing read: a typo (ZIPGATE_API_KEY for ZIPGATE_API_KEYS) must
+ * not silently fall back to a default. Known names are the ones loadConfig read, so a new
+ * setting is known as soon as it is read.
+ */
+function unread(env: Record<string, string | undefined>, read: ReadonlySet<string>, problems: string[]): void {
+  const known = [...read, ...READ_ONLY_WITH, ...SECRET_FILE_VARIABLES.map((n) => `${n}_FILE`)].filter((n) => n.startsWith("ZIPGATE_"));
+  for (const name of Object.keys(env).sort()) {
+    if (!name.startsWith("ZIPGATE_") || read.has(name) || READ_ONLY_WITH.includes(name) || env[name] === undefined) continue;
+    const best = known.map((k) => ({ k, d: distance(name, k) })).sort((x, y) => x.d - y.d)[0];
+    const hint = best && best.d <= Math.max(2, Math.floor(name.length / 6)) ? ` (did you mean ${best.k}?)` : "";
+    problems.push(`${name} is not a zipgate setting${hint}; see zipgate --help`);
+  }
+}
+
+/** ZIPGATE_URL_ALLOW: hosts (`files.internal`, `*.corp.example`) and CIDRs (`10.0.0.0/8`). */
+function parseUrlAllow(text: string | undefined, problems: string[]): string[] {
+  const entries = (text ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const entry of entries) {
+    const parts = entry.split("/");
+    const addr = parts[0] ?? "";
+    const family = isIP(addr);
+    if (family === 0) {
+      if (parts.length > 1 || !/^(\*\.)?[a-z0-9.-]+$/i.test(addr)) problems.push(`ZIPGATE_URL_ALLOW: "${entry}" is neither a host nor a CIDR`);
+      continue;
+    }
+    if (parts.length === 1) continue;
+    const bits = parts[1] ?? "";
+    if (parts.length > 2 || !/^\d{1,3}$/.test(bits) || Number(bits) > (family === 4 ? 32 : 128)) {
+      problems.push(`ZIPGATE_URL_ALLOW: "${entry}" has a bad prefix length (a whole number up to ${family === 4 ? 32 : 128})`);
+    }
+  }
+  return entries;
+}
+
+/** ZIPGATE_CORS_ORIGINS: `https://app.example.com,http://localhost:3000`, or `*`. */
+function parseCorsOrigins(text: string | undefined, problems: string[]): string[] {
+  const origins = (text ?? "")
+    .split(",")
+    .map((s) => s.trim().replace(/\/+$/, ""))
+    .filter(Boolean);
+  if (origins.includes("*")) {
+    if (origins.length > 1) problems.push(`ZIPGATE_CORS_ORIGINS: "*" allows every origin and cannot be combined with others`);
+    return ["*"];
+  }
+  for (const o of origins) {
+    let ok = false;
+    try {
+      const u = new URL(o);
+      ok = (u.protocol === "http:" || u.protocol === "https:") && u.origin === o;
+    } catch {}
+    if (!ok) problems.push(`ZIPGATE_CORS_ORIGINS: "${o}" is not an origin such as https://app.example.com (scheme, host, optional port, no path)`);
+  }
+  return origins;
+}
+
+function parseTrustProxy(text: string | undefined, problems: string[]): number {
+  if (text === undefined || text === "" || /^false$/i.test(text)) return 0;
+  if (/^true$/i.test(text)) return 1;
+  if (/^\d{1,2}$/.test(text) && Number(text) <= 16) return Number(text);
+  problems.push(`ZIPGATE_TRUST_PROXY must be true, false or the number of proxies in front (0 to 16) (got "${text}")`);
+  return 0;
+}
+
+export function loadConfig(given: Record<string, string | undefined>, options: LoadOptions = {}): Config {
   const problems: string[] = [];
+  const read = new Set<string>();
+  // Every name looked up is recorded: what is set and never looked up is reported.
+  const env = new Proxy(withSecretFiles(given, options.readFile ?? ((path) => readFileSync(path, "utf8")), problems), {
+    get: (target, name) => {
+      if (typeof name !== "string") return undefined;
+      read.add(name);
+      return target[name];
+    },
+  });
+  for (const name of SECRET_FILE_VARIABLES) read.add(`${name}_FILE`);
+  const logText = env.LOG_LEVEL || "info";
+  const logLevel = (LOG_LEVELS as readonly string[]).includes(logText.toLowerCase()) ? (logText.toLowerCase() as LogLevel) : "info";
+  if (logLevel !== logText.toLowerCase()) problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")} (got "${logText}")`);
+  const trustProxy = parseTrustProxy(env.ZIPGATE_TRUST_PROXY, problems);
+  const corsOrigins = parseCorsOrigins(env.ZIPGATE_CORS_ORIGINS, problems);
   const port = int(env, "PORT", 8080, 0, 65_535, problems);
   const host = env.HOST || "127.0.0.1";
   const storage = parseStorage(env.ZIPGATE_STORAGE || "./data", env, problems);
@@ -414,19 +591,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     if (parsed === undefined || parsed < 1) problems.push(`ZIPGATE_BOX_TTL must be a duration like "15m" (got "${env.ZIPGATE_BOX_TTL}")`);
     else boxTtl = parsed;
   }
-  const urlAllow = (env.ZIPGATE_URL_ALLOW ?? "")
-    .split(",")
-    .map((s) => s.trim())
-    .filter(Boolean);
-  for (const entry of urlAllow) {
-    const [addr = "", bits] = entry.split("/");
-    const family = isIP(addr);
-    if (family === 0 && (bits !== undefined || !/^(\*\.)?[a-z0-9.-]+$/i.test(addr)))
-      problems.push(`ZIPGATE_URL_ALLOW: "${entry}" is neither a host nor a CIDR`);
-    if (family !== 0 && bits !== undefined && !(Number(bits) >= 0 && Number(bits) <= (family === 4 ? 32 : 128))) {
-      problems.push(`ZIPGATE_URL_ALLOW: "${entry}" has a bad prefix length`);
-    }
-  }
+  const urlAllow = parseUrlAllow(env.ZIPGATE_URL_ALLOW, problems);
   const destinations = parseDestinations(env.ZIPGATE_DESTINATIONS, problems);
   for (const [i, d] of destinations.entries()) {
     if (overlapsStore(d, storage)) {
@@ -446,16 +611,14 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     if (parsed === undefined || parsed < 1) problems.push(`ZIPGATE_JOB_LEASE must be a duration like "30s" (got "${env.ZIPGATE_JOB_LEASE}")`);
     else jobs.leaseMs = parsed * 1000;
   }
+  // Checked whether or not a webhook is set.
+  const webhookSecret = env.ZIPGATE_WEBHOOK_SECRET ?? "";
+  const webhookAttempts = int(env, "ZIPGATE_WEBHOOK_ATTEMPTS", 5, 1, 20, problems);
+  const webhookBackoffMs = int(env, "ZIPGATE_WEBHOOK_BACKOFF_MS", 1000, 1, 600_000, problems);
   if (env.ZIPGATE_WEBHOOK_URL) {
     if (!/^https?:\/\/[^/]+/.test(env.ZIPGATE_WEBHOOK_URL)) problems.push("ZIPGATE_WEBHOOK_URL must be an http(s) URL");
-    const secret = env.ZIPGATE_WEBHOOK_SECRET ?? "";
-    if (Buffer.byteLength(secret) < 16) problems.push("ZIPGATE_WEBHOOK_SECRET must be set (at least 16 bytes) with ZIPGATE_WEBHOOK_URL");
-    jobs.webhook = {
-      url: env.ZIPGATE_WEBHOOK_URL,
-      secret,
-      attempts: int(env, "ZIPGATE_WEBHOOK_ATTEMPTS", 5, 1, 20, problems),
-      backoffMs: int(env, "ZIPGATE_WEBHOOK_BACKOFF_MS", 1000, 1, 600_000, problems),
-    };
+    if (Buffer.byteLength(webhookSecret) < 16) problems.push("ZIPGATE_WEBHOOK_SECRET must be set (at least 16 bytes) with ZIPGATE_WEBHOOK_URL");
+    jobs.webhook = { url: env.ZIPGATE_WEBHOOK_URL, secret: webhookSecret, attempts: webhookAttempts, backoffMs: webhookBackoffMs };
   }
   const box = {
     ttlSeconds: boxTtl,
@@ -479,12 +642,23 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     shutdownDelayMs: seconds(env, "ZIPGATE_SHUTDOWN_DELAY", 0, problems, 0) * 1000,
     storeConnectTimeoutMs: seconds(env, "ZIPGATE_STORE_CONNECT_TIMEOUT", 5, problems) * 1000,
     storeTimeoutMs: seconds(env, "ZIPGATE_STORE_TIMEOUT", 20, problems) * 1000,
+    keepAliveTimeoutMs: seconds(env, "ZIPGATE_KEEPALIVE_TIMEOUT", 65, problems) * 1000,
   };
+  if (storage.kind === "s3" && (given.AWS_ACCESS_KEY_ID_FILE || given.AWS_SECRET_ACCESS_KEY_FILE)) {
+    const accessKeyId = env.AWS_ACCESS_KEY_ID;
+    const secretAccessKey = env.AWS_SECRET_ACCESS_KEY;
+    if (!accessKeyId || !secretAccessKey) problems.push("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are both needed (from the environment or their *_FILE)");
+    else storage.credentials = { accessKeyId, secretAccessKey, sessionToken: env.AWS_SESSION_TOKEN || undefined };
+  }
 
+  unread(given, read, problems);
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     port,
     host,
+    logLevel,
+    trustProxy,
+    corsOrigins,
     storage,
     apiKeys,
     signingSecret,

@@ -7,6 +7,7 @@ import { JobStore } from "./jobs/store.js";
 import type { Logger } from "./log.js";
 import { ZipballStore } from "./manifest/store.js";
 import { ManifestSigner } from "./manifest/token.js";
+import { createMetrics, instrumentStorage, type Metrics } from "./metrics.js";
 import { loadSecrets } from "./secrets.js";
 import { UrlFetcher } from "./sources/url.js";
 import { RESERVED_PREFIX } from "./storage/keys.js";
@@ -19,8 +20,16 @@ import { ProgressStore } from "./zipball/progress.js";
 import { ZipballService } from "./zipball/service.js";
 import { Sweeper } from "./zipball/sweeper.js";
 
+export interface GatewayOptions {
+  /** The gateway's metrics registry. @default a new one, without process metrics */
+  metrics?: Metrics;
+}
+
 /** Wires a gateway from a configuration and a store; used by main.ts and the tests. */
-export async function createGateway(config: Config, storage: Storage, logger: Logger) {
+export async function createGateway(config: Config, given: Storage, logger: Logger, options: GatewayOptions = {}) {
+  const metrics = options.metrics ?? createMetrics();
+  // Every store request of this gateway is counted and timed at the seam.
+  const storage = instrumentStorage(given, metrics);
   const secrets = await loadSecrets(storage, config);
   const zipballs = new ZipballStore({
     storage,
@@ -42,6 +51,7 @@ export async function createGateway(config: Config, storage: Storage, logger: Lo
     crcs: new CrcBook(storage, secrets.signingSecret),
     objectCrcs: new ObjectCrcIndex({ storage, secret: secrets.signingSecret }),
     logger,
+    metrics,
   });
   const jobs = new JobStore(storage);
   const runner = new JobRunner({
@@ -52,6 +62,7 @@ export async function createGateway(config: Config, storage: Storage, logger: Lo
     concurrency: config.jobs.concurrency,
     leaseMs: config.jobs.leaseMs,
     webhook: config.jobs.webhook,
+    metrics,
   });
   const sweeper = new Sweeper({
     storage,
@@ -61,6 +72,7 @@ export async function createGateway(config: Config, storage: Storage, logger: Lo
     jobRetentionMs: config.state.jobRetentionMs,
   });
   const lifecycle = new Lifecycle(config.limits.maxDownloads);
+  metrics.observe({ inFlight: () => lifecycle.inFlight, jobs: () => runner.counts() });
   const app = createApp({
     service,
     ids: new IdIndex(storage),
@@ -77,10 +89,13 @@ export async function createGateway(config: Config, storage: Storage, logger: Lo
     urls,
     lifecycle,
     sendTimeoutMs: config.limits.sendTimeoutMs,
+    metrics,
+    trustProxy: config.trustProxy,
+    corsOrigins: config.corsOrigins,
     // One small read of the gateway's own prefix: absent is an answer too.
     checkStore: async () => {
       await storage.get(`${RESERVED_PREFIX}ready`, { signal: AbortSignal.timeout(config.limits.storeTimeoutMs) });
     },
   });
-  return { app, service, secrets, runner, sweeper, lifecycle };
+  return { app, service, secrets, runner, sweeper, lifecycle, metrics };
 }

@@ -1,14 +1,32 @@
+#!/usr/bin/env node
 import { type Config, ConfigError, loadConfig } from "./config.js";
 import { createGateway } from "./gateway.js";
-import { createLogger, describeError } from "./log.js";
+import { helpText } from "./help.js";
+import { createLogger, describeError, type Logger } from "./log.js";
+import { createMetrics } from "./metrics.js";
 import { createHttpServer } from "./server.js";
 import { createStorage } from "./storage/index.js";
+import { VERSION } from "./version.js";
 
-const logger = createLogger();
+/** Until the configuration names a level, errors are still logged. */
+let logger: Logger = createLogger();
 /** Past the drain, the time left to stop jobs and close the store before the process just exits. */
 const HARD_STOP_MARGIN_MS = 5_000;
 
 async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  if (args.includes("--help") || args.includes("-h")) {
+    process.stdout.write(helpText());
+    return;
+  }
+  if (args.includes("--version") || args.includes("-v")) {
+    process.stdout.write(`${VERSION}\n`);
+    return;
+  }
+  if (args.length > 0) {
+    process.stderr.write(`zipgate: unknown argument ${args[0]}; settings are environment variables (zipgate --help)\n`);
+    process.exit(2);
+  }
   let config: Config;
   try {
     config = loadConfig(process.env);
@@ -19,11 +37,14 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  logger = createLogger(undefined, { level: config.logLevel });
   const storage = await createStorage(config.storage, {
     connectTimeoutMs: config.limits.storeConnectTimeoutMs,
     timeoutMs: config.limits.storeTimeoutMs,
   });
-  const { app, secrets, runner, sweeper, lifecycle } = await createGateway(config, storage, logger);
+  // The process's own metrics (CPU, memory, event loop lag, GC) only here: tests run several gateways in one process.
+  const metrics = createMetrics({ processMetrics: true });
+  const { app, secrets, runner, sweeper, lifecycle } = await createGateway(config, storage, logger, { metrics });
   runner.start();
   sweeper.start();
   const server = createHttpServer(app, {
@@ -32,12 +53,17 @@ async function main(): Promise<void> {
     requestTimeoutMs: config.limits.requestTimeoutMs,
     headersTimeoutMs: Math.min(20_000, config.limits.requestTimeoutMs),
     maxConnections: config.limits.maxConnections,
+    keepAliveTimeoutMs: config.limits.keepAliveTimeoutMs,
   });
   server.listen(config.port, config.host, () => {
     const base = config.publicUrl;
     const address = server.address();
     const port = typeof address === "object" && address ? address.port : config.port;
-    const lines = [`zipgate listening on ${config.host}:${port}, serving ${storage.description}`];
+    const lines = [`zipgate ${VERSION} listening on ${config.host}:${port}, serving ${storage.description}`];
+    if (!process.env.ZIPGATE_PUBLIC_URL && (config.host === "0.0.0.0" || config.host === "::")) {
+      // In a container or behind a proxy the default names an address clients cannot reach.
+      lines.push(`note: download URLs are built on ${base}; set ZIPGATE_PUBLIC_URL to the address clients use`);
+    }
     if (secrets.storedApiKey && secrets.generated) {
       // Printed once, when it is made: later starts name where it is kept, never the key.
       lines.push(`API key (generated now, kept in the store's .zipgate/secrets.json): ${secrets.storedApiKey}`);
@@ -51,6 +77,7 @@ async function main(): Promise<void> {
       lines.push("API key: the one generated at the first start, kept in the store's .zipgate/secrets.json");
     }
     process.stderr.write(`${lines.join("\n")}\n`);
+    logger.info("started", { version: VERSION, node: process.version, port, storage: storage.description, public_url: base });
   });
   // Rolling deploys: stop taking work, let downloads in flight finish for up to
   // ZIPGATE_DRAIN_TIMEOUT, cut the rest (a cut download resumes with Range on any replica),

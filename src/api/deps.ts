@@ -1,6 +1,7 @@
 import type { ApiKeys } from "../auth.js";
 import type { Lifecycle } from "../http/lifecycle.js";
 import type { Logger } from "../log.js";
+import type { Metrics } from "../metrics.js";
 import type { DownloadLeases } from "../zipball/download-leases.js";
 import type { IdIndex } from "../zipball/ids.js";
 import type { ProgressStore } from "../zipball/progress.js";
@@ -28,6 +29,12 @@ export interface ApiDeps {
   sendTimeoutMs: number;
   /** Answers once the store does (for `/readyz`); throws when it does not. */
   checkStore(): Promise<void>;
+  /** This gateway's Prometheus registry and metrics. */
+  metrics: Metrics;
+  /** Proxies in front appending to X-Forwarded-For (ZIPGATE_TRUST_PROXY); 0 = the socket's peer. */
+  trustProxy: number;
+  /** Origins browser apps may call from (ZIPGATE_CORS_ORIGINS); empty = no CORS. */
+  corsOrigins: string[];
 }
 
 export interface BoxOptions {
@@ -42,4 +49,14 @@ export interface BoxOptions {
 }
 
 /** Hono variables set by the app for every request. */
-export type AppEnv = { Variables: { requestId: string } };
+export type AppEnv = {
+  Variables: {
+    requestId: string;
+    /** performance.now() when the request came in. */
+    startedAt: number;
+    /** The client's address: the socket's peer, or X-Forwarded-For as ZIPGATE_TRUST_PROXY says. */
+    client: string | undefined;
+    /** W3C trace context of the caller (`traceparent`), when well-formed. */
+    trace: { trace_id: string; parent_id: string } | undefined;
+  };
+};

@@ -6,6 +6,7 @@ import type { Context } from "hono";
 import type { AppEnv } from "../api/deps.js";
 import { streamedArchive } from "../archive/streamed.js";
 import { describeError, type Logger } from "../log.js";
+import type { Metrics } from "../metrics.js";
 import { giveBack } from "../util/buffer-pool.js";
 import type { Download, ZipballService } from "../zipball/service.js";
 import { contentDisposition } from "./disposition.js";
@@ -28,6 +29,15 @@ export interface ServeOptions {
   outgoing: ServerResponse;
   requestId: string;
   logger: Logger;
+  metrics: Metrics;
+  /** performance.now() when the request came in: duration and time to first byte count from it. */
+  startedAt: number;
+  /** The client's address, as the app determined it (ZIPGATE_TRUST_PROXY). */
+  client: string | undefined;
+  /** The caller's W3C trace context, logged with the download. */
+  trace: { trace_id: string; parent_id: string } | undefined;
+  /** Headers the app prepared for every answer (CORS, X-Request-Id), added to the head written here. */
+  extraHeaders?: Headers | undefined;
   /** Download slots (admission) and the drain at shutdown. */
   lifecycle: Lifecycle;
   /** A body whose client takes nothing for this long is cut, in ms. */
@@ -156,8 +166,10 @@ function sendBody(
   slot: Slot,
   download: Download,
 ): Response {
-  const started = performance.now();
+  const started = opts.startedAt;
   const zipball = `${download.zipball.manifest.id.slice(0, 8)}…`;
+  const flavour = download.zipball.manifest.flavour;
+  let firstByteAt: number | undefined;
   let outcome: "complete" | "client_gone" | "failed" | "cut_at_shutdown" | "stalled" = "complete";
   const active = {
     requestId: opts.requestId,
@@ -171,7 +183,8 @@ function sendBody(
     },
   };
   let finished = false;
-  /** Runs once however the body ends: the flavour's hook, the slot back, one log line. */
+  opts.metrics.downloadsStarted.inc({ flavour });
+  /** Runs once however the body ends: the flavour's hook, the slot back, metrics, one log line. */
   const finish = (error?: unknown): void => {
     if (finished) return;
     finished = true;
@@ -181,15 +194,25 @@ function sendBody(
       opts.logger.warn("download end hook failed", describeError(err));
     }
     slot.release();
+    const seconds = (performance.now() - started) / 1000;
+    opts.metrics.downloadsEnded.inc({ flavour, outcome });
+    opts.metrics.downloadBytes.inc({ flavour }, active.sent);
+    opts.metrics.downloadDuration.observe({ flavour, outcome }, seconds);
     const fields = {
       request_id: opts.requestId,
       zipball,
+      flavour,
+      // The owner's key id (a digest prefix, never the key): downloads themselves carry no key.
+      key_id: download.zipball.manifest.owner || undefined,
+      client: opts.client,
       outcome,
       status,
       bytes_sent: active.sent,
       bytes_expected: expected,
       range: headers.get("content-range") ?? undefined,
-      ms: Math.round(performance.now() - started),
+      ms: Math.round(seconds * 1000),
+      ttfb_ms: firstByteAt === undefined ? undefined : Math.round(firstByteAt - started),
+      ...opts.trace,
     };
     if (outcome === "failed") opts.logger.error("download failed after the first byte; aborting the connection", { ...fields, ...describeError(error) });
     else opts.logger.info("download", fields);
@@ -209,6 +232,7 @@ function sendBody(
   try {
     slot.track(active);
     outgoing.strictContentLength = expected !== undefined;
+    for (const [name, value] of opts.extraHeaders ?? []) if (!headers.has(name)) headers.set(name, value);
     outgoing.writeHead(status, Object.fromEntries(headers));
   } catch (err) {
     // Nothing sent yet: the flavour's error answer still can be.
@@ -223,6 +247,10 @@ function sendBody(
     try {
       for await (const chunk of iter) {
         if (outgoing.destroyed) throw new Error("client went away");
+        if (firstByteAt === undefined) {
+          firstByteAt = performance.now();
+          opts.metrics.downloadFirstByte.observe({ flavour }, (firstByteAt - started) / 1000);
+        }
         active.sent += chunk.length;
         // Once the socket has taken the bytes, a pooled buffer can be filled again.
         if (!outgoing.write(chunk, () => giveBack(chunk))) {
@@ -297,12 +325,22 @@ function streamChunked(
 /** The request side of a download, from a Hono context on the Node server. */
 export function downloadContext(
   c: Context<AppEnv>,
-  deps: { logger: Logger; lifecycle: Lifecycle; sendTimeoutMs: number },
+  deps: { logger: Logger; lifecycle: Lifecycle; sendTimeoutMs: number; metrics: Metrics; corsOrigins: string[] },
   hooks?: DownloadHooks,
 ): ServeOptions {
   const outgoing = (c.env as HttpBindings | undefined)?.outgoing;
   if (!outgoing) throw new Error("downloads need the Node HTTP server");
+  // What the app's middlewares prepared (CORS, X-Request-Id); a public archive may be cached,
+  // so with per-origin CORS its answer varies by Origin.
+  const extraHeaders = new Headers(c.res.headers);
+  extraHeaders.delete("content-type");
+  if (deps.corsOrigins.length > 0 && deps.corsOrigins[0] !== "*") extraHeaders.append("Vary", "Origin");
   return {
+    metrics: deps.metrics,
+    startedAt: c.get("startedAt"),
+    client: c.get("client"),
+    trace: c.get("trace"),
+    extraHeaders,
     method: c.req.method,
     headers: c.req.raw.headers,
     signal: c.req.raw.signal,

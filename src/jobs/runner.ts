@@ -5,6 +5,7 @@ import type { Destination } from "../config.js";
 import { GatewayError, toGatewayError } from "../errors.js";
 import { describeError, type Logger } from "../log.js";
 import type { RequestedItem } from "../manifest/schema.js";
+import type { Metrics } from "../metrics.js";
 import { keyFromPath } from "../storage/keys.js";
 import type { ZipballService } from "../zipball/service.js";
 import type { JobStore } from "./store.js";
@@ -27,6 +28,8 @@ export interface JobRunnerOptions {
   /** How often stored jobs are scanned for ones to (re)run, in ms. @default leaseMs */
   scanMs?: number;
   webhook?: WebhookOptions | undefined;
+  /** Jobs finished and webhook deliveries are counted here. */
+  metrics?: Metrics | undefined;
 }
 
 /**
@@ -48,6 +51,11 @@ export class JobRunner {
 
   constructor(options: JobRunnerOptions) {
     this.#opts = options;
+  }
+
+  /** This process's jobs by state, for the `zipgate_jobs` gauge. */
+  counts(): { queued: number; processing: number } {
+    return { queued: this.#queue.length, processing: this.#running.size };
   }
 
   destination(bucket: string): Destination | undefined {
@@ -143,8 +151,11 @@ export class JobRunner {
       if (this.#opts.webhook) job.webhook = { state: "pending", attempts: 0 };
       await jobs.put(job);
       this.#opts.logger.info("job finished", { job: uuid, status: job.status });
+      this.#opts.metrics?.jobsFinished.inc({ status: job.status });
       if (this.#opts.webhook) {
         job.webhook = await deliver(this.#opts.webhook, { type: job.status === "succeeded" ? "zip.completed" : "zip.failed", data: jobView(job) });
+        this.#opts.metrics?.webhookDeliveries.inc({ outcome: job.webhook.state });
+        this.#opts.metrics?.webhookAttempts.inc(job.webhook.attempts);
         await jobs.put(job);
       }
     } finally {

@@ -20,6 +20,7 @@ export async function createStorage(config: StorageConfig, timeouts: { connectTi
         partSize: config.partSize,
         partDepth: config.partDepth,
         partMemory: config.partMemory,
+        credentials: config.credentials,
         connectTimeoutMs: timeouts.connectTimeoutMs,
         timeoutMs: timeouts.timeoutMs,
       });

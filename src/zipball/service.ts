@@ -1,13 +1,14 @@
 import { createHash, randomUUID } from "node:crypto";
 import { LRUCache } from "lru-cache";
-import { computeLayout, type Layout } from "../archive/layout.js";
-import { type EntryReader, openArchiveRange } from "../archive/stream.js";
+import { computeLayout, crcsNeeded, type Layout } from "../archive/layout.js";
+import { CLASSIC_INLINE_MAX, type EntryReader, openArchiveRange } from "../archive/stream.js";
 import { streamedArchive } from "../archive/streamed.js";
 import { checkScopes } from "../auth.js";
 import { GatewayError } from "../errors.js";
 import { describeError, type Logger } from "../log.js";
 import type { Manifest, PinnedEntry, RequestedItem } from "../manifest/schema.js";
 import type { Zipball, ZipballStore } from "../manifest/store.js";
+import type { Metrics } from "../metrics.js";
 import type { UrlFetcher } from "../sources/url.js";
 import { chunksOf, type Storage } from "../storage/types.js";
 import { giveBack } from "../util/buffer-pool.js";
@@ -36,6 +37,8 @@ export interface ZipballServiceOptions {
   /** CRCs of object versions read whole before, by object identity: classic entries for new zipballs. */
   objectCrcs: ObjectCrcIndex;
   logger: Logger;
+  /** CRCs computed and reused are counted here. */
+  metrics?: Metrics | undefined;
   /** Objects read at once to compute CRCs nobody recorded. @default 4 */
   crcConcurrency?: number;
   /**
@@ -233,6 +236,12 @@ export class ZipballService {
         await Promise.all([book.flush(), batch.length > 0 ? this.#opts.objectCrcs.record(batch).catch(warn) : undefined]);
       },
     };
+    const metrics = this.#opts.metrics;
+    if (metrics && (range.start > 0 || range.end < download.layout.total)) {
+      // The CRCs a resume needs of entries it skips: each one known is an object not read again.
+      const reused = crcsNeeded(download.layout, range.start, range.end, CLASSIC_INLINE_MAX).filter((i) => known.has(i)).length;
+      if (reused > 0) metrics.crcs.inc({ how: "reused" }, reused);
+    }
     const bytes = await openArchiveRange({
       layout: download.layout,
       read: this.reader(download),
@@ -241,13 +250,17 @@ export class ZipballService {
       knownCrcs: known,
       lookupCrc: async (indexes) => {
         const computed = await this.#computeCrcs(download, indexes, signal);
+        metrics?.crcs.inc({ how: "read" }, computed.size);
         for (const [i, crc] of computed) recorder.add(i, crc);
         void recorder.flush();
         return computed;
       },
       readAhead: this.#opts.readAhead,
       idleTimeoutMs: this.#opts.idleTimeoutMs,
-      onCrc: (index, crc) => recorder.add(index, crc),
+      onCrc: (index, crc) => {
+        metrics?.crcs.inc({ how: "streamed" });
+        recorder.add(index, crc);
+      },
       onEntryDone,
       signal,
     }).catch(async (err: unknown) => {

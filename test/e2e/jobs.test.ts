@@ -145,6 +145,13 @@ describe("ZipKit-style jobs writing zips into a bucket (Swift)", () => {
     const event = hook.events.find((e) => e.data.uuid === job.uuid);
     expect(event?.type).toBe("zip.completed");
     expect(event?.signatureValid).toBe(true);
+    // Counted as it happened: the job, the delivery and its three attempts.
+    const scrape = await (await fetch(`${gw.url}/metrics`)).text();
+    const value = (line: string): number => Number(new RegExp(`^${line.replace(/[{}]/g, "\\$&")} (\\S+)$`, "m").exec(scrape)?.[1] ?? Number.NaN);
+    expect(value('zipgate_jobs_finished_total{status="succeeded"}')).toBeGreaterThanOrEqual(1);
+    expect(value('zipgate_webhook_deliveries_total{outcome="delivered"}')).toBeGreaterThanOrEqual(1);
+    expect(value("zipgate_webhook_attempts_total")).toBeGreaterThanOrEqual(3);
+    expect(value('zipgate_creations_total{flavour="zipkit",outcome="created"}')).toBeGreaterThanOrEqual(1);
   });
 
   it("fails a job whose source is missing, names the URL and status, and leaves no object and no parts", async () => {

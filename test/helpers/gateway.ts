@@ -19,6 +19,8 @@ export interface RunningGateway {
   logs: string[];
   /** The state sweeper, not started: tests call `sweep()`. */
   sweeper: Sweeper;
+  /** The hono app (its routes, for the API document's check). */
+  app: Awaited<ReturnType<typeof createGateway>>["app"];
   close(): Promise<void>;
   /** Authenticated JSON POST. */
   post(path: string, body: unknown, key?: string | null): Promise<Response>;
@@ -50,6 +52,7 @@ export async function startGateway(options: { root?: string; storage?: Storage; 
     config,
     logs,
     sweeper,
+    app,
     close: async () => {
       await runner.stop();
       await sweeper.stop();

@@ -76,6 +76,26 @@ export async function startGatewayProcess(env: Record<string, string>): Promise<
   };
 }
 
+/** Runs `node dist/main.js args…` to its end (it must end within 30 s): exit code and output. */
+export async function runMain(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [MAIN, ...args], {
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.setEncoding("utf8").on("data", (s: string) => {
+    stdout += s;
+  });
+  child.stderr?.setEncoding("utf8").on("data", (s: string) => {
+    stderr += s;
+  });
+  const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+  const code = await new Promise<number | null>((resolve) => child.once("close", (c) => resolve(c)));
+  clearTimeout(timer);
+  return { code, stdout, stderr };
+}
+
 /**
  * Open descriptors of a process, leaving out TCP sockets connected to `ignorePorts`
  * (a store's keep-alive pool grows and shrinks with load, and is bounded by its agent).

@@ -199,7 +199,8 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
 
 /** Who is asking, as far as a URL without a key can tell: client address and user agent, digested. */
 function clientOf(c: Context<AppEnv>): string {
-  const address = (c.env as HttpBindings | undefined)?.incoming?.socket?.remoteAddress ?? "";
+  // Behind trusted proxies (ZIPGATE_TRUST_PROXY) the client's own address, not the proxy's.
+  const address = c.get("client") ?? (c.env as HttpBindings | undefined)?.incoming?.socket?.remoteAddress ?? "";
   return createHash("sha256")
     .update(`${address}\n${c.req.header("user-agent") ?? ""}`)
     .digest("base64url")
