@@ -1,4 +1,4 @@
-// The S3 read path, measured: `npm run build && node bench/s3.mjs [--objects=10000] [--large-mib=1024]
+// The S3 read path, measured: `npm run build && node bench/s3.mjs [--objects=10000] [--large-mib=1024] [--latencies=0,10,30]
 // [--only=small,large] [--reps=3]`. Starts a throwaway Swift s3api (scripts/swift-s3.sh), uploads
 // 4 KiB objects and one large object, and measures with each process's own CPU from /proc:
 //   small: gateway CPU per object and files/s, lean GET path vs the SDK's GetObject, beside a
@@ -154,7 +154,7 @@ const results = { date: new Date().toISOString(), objects: OBJECTS, largeMiB: LA
 
 if (only.has("small")) {
   const keys = Array.from({ length: OBJECTS }, (_, i) => `small/f${String(i).padStart(5, "0")}.bin`);
-  for (const latency of [0, 10, 30]) {
+  for (const latency of (args.latencies ?? "0,10,30").split(",").map(Number)) {
     const proxy = latency > 0 ? await startThrottleProxy({ target: { host: swift.hostname, port: Number(swift.port) }, latencyMs: latency }) : undefined;
     const endpoint = proxy?.url ?? info.endpoint;
     const runs = { lean: [], sdk: [], bare: [] };

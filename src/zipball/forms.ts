@@ -77,20 +77,25 @@ async function prepareCrcs(entries: PinnedEntry[], opts: FormOptions): Promise<v
     todo,
     opts.prepareConcurrency,
     async (e) => {
-      const body = await opts.open(e, opts.signal);
-      let crc = 0;
-      let size = 0;
-      for await (const chunk of chunksOf(body)) {
-        crc = crc32(chunk, crc);
-        size += chunk.length;
-        // Nothing else reads it: a pooled read buffer can be filled again (fresh ones cost page zeroing).
-        giveBack(chunk);
-      }
-      if (size !== e.size) throw new GatewayError(409, "object_changed", `object changed while it was read: ${e.name}`);
+      const crc = await crcOfBody(await opts.open(e, opts.signal), e, "while it was read");
       e.crc32 = crc;
       if (e.key !== undefined && e.etag !== undefined) facts.push({ key: e.key, etag: e.etag, crc });
     },
     opts.signal,
   );
   await opts.objectCrcs.record(facts).catch((err: unknown) => opts.logger.warn("could not record CRCs", describeError(err)));
+}
+
+/** The CRC32 of an object's whole body, which must have the entry's size (else `object_changed`). */
+export async function crcOfBody(body: ObjectBody, entry: Pick<PinnedEntry, "size" | "name">, since: string): Promise<number> {
+  let crc = 0;
+  let size = 0;
+  for await (const chunk of chunksOf(body)) {
+    crc = crc32(chunk, crc);
+    size += chunk.length;
+    // Nothing else reads it: a pooled read buffer can be filled again (fresh ones cost page zeroing).
+    giveBack(chunk);
+  }
+  if (size !== entry.size) throw new GatewayError(409, "object_changed", `object changed ${since}: ${entry.name}`);
+  return crc;
 }

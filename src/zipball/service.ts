@@ -10,12 +10,10 @@ import type { Manifest, PinnedEntry, RequestedItem } from "../manifest/schema.js
 import type { Zipball, ZipballStore } from "../manifest/store.js";
 import type { Metrics } from "../metrics.js";
 import type { UrlFetcher } from "../sources/url.js";
-import { chunksOf, type Storage } from "../storage/types.js";
-import { giveBack } from "../util/buffer-pool.js";
+import type { Storage } from "../storage/types.js";
 import { mapLimit } from "../util/concurrency.js";
-import { crc32 } from "../util/crc32.js";
 import type { CrcBook } from "./crcs.js";
-import { type FormOptions, pinForms } from "./forms.js";
+import { crcOfBody, type FormOptions, pinForms } from "./forms.js";
 import type { ObjectCrcIndex, ObjectRef } from "./object-crcs.js";
 import { type Resolution, resolveItems } from "./resolve.js";
 
@@ -343,17 +341,7 @@ export class ZipballService {
       this.#opts.crcConcurrency ?? 4,
       async (i) => {
         const entry = download.entries[i] as PinnedEntry;
-        const body = await read(i, undefined, signal);
-        let crc = 0;
-        let size = 0;
-        for await (const chunk of chunksOf(body)) {
-          crc = crc32(chunk, crc);
-          size += chunk.length;
-          // Nothing else reads it: a pooled read buffer can be filled again (fresh ones cost page zeroing).
-          giveBack(chunk);
-        }
-        if (size !== entry.size) throw new GatewayError(409, "object_changed", `object changed since the zipball was created: ${entry.name}`);
-        out.set(i, crc);
+        out.set(i, await crcOfBody(await read(i, undefined, signal), entry, "since the zipball was created"));
       },
       signal,
     );
