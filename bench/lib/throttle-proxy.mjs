@@ -49,5 +49,6 @@ function relay(from, to, latencyMs, bytesPerSecond) {
       if (queued <= 1024 * 1024 && from.isPaused()) from.resume();
     }, due);
   });
-  from.on("end", () => setTimeout(() => to.end(), latencyMs));
+  // The end goes after the last chunk still held back by the pacing, never before it.
+  from.on("end", () => setTimeout(() => to.end(), Math.max(sendAt - performance.now(), 0) + latencyMs + 1));
 }
