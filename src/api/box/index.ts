@@ -15,6 +15,8 @@ import type { Download } from "../../zipball/service.js";
 import { jsonObject, onlyFields, optionalString } from "../body.js";
 import type { ApiDeps, AppEnv } from "../deps.js";
 
+/** Thrown inside the content route when a claim was lost to a download it had not seen. */
+const LOST_CLAIM = new Error("the claim was lost");
 /** A status stays readable this long after its download started. */
 const STATUS_LIFETIME_MS = 12 * 3600 * 1000;
 /**
@@ -88,8 +90,15 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
     );
   });
 
-  app.on(["GET", "HEAD"], "/2.0/zip_downloads/:id/content", async (c) => {
-    const id = c.req.param("id");
+  app.on(["GET", "HEAD"], "/2.0/zip_downloads/:id/content", (c) => content(c, false));
+
+  /**
+   * One GET of a download URL. `retried`: this request lost the claim to one that its first
+   * read of the progress did not see (a store may miss an object while it is being rewritten),
+   * and looks again at what won, as a follow-up of its own or a URL used up.
+   */
+  async function content(c: Context<AppEnv>, retried: boolean): Promise<Response> {
+    const id = c.req.param("id") as string;
     const progress = isUuidV4(id) ? await deps.progress.get(id) : null;
     const started = progress !== null && Date.now() - Date.parse(progress.started_at) < STATUS_LIFETIME_MS;
     const claimant = clientOf(c);
@@ -156,11 +165,13 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
       lease = await deps.downloadLeases.acquire(owner, deps.box.maxConcurrent);
       if (!lease) throw busy();
       if (!progress && !(await deps.progress.claim(id, state)) && !deps.box.allowResume) {
+        if (!retried) throw LOST_CLAIM;
         throw new GatewayError(404, "not_found", "this download URL has already been used");
       }
     } catch (err) {
       slot.release();
       end(false);
+      if (err === LOST_CLAIM) return content(c, true);
       throw err;
     }
     const running = progressTracker(id, state, deps);
@@ -175,7 +186,7 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
       end(false);
       throw err;
     }
-  });
+  }
 
   app.get("/2.0/zip_downloads/:id/status", async (c) => {
     const caller = deps.keys.authenticate(c.req.header("authorization"));
