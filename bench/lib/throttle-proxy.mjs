@@ -31,24 +31,41 @@ export async function startThrottleProxy({ target, latencyMs = 0, bytesPerSecond
   };
 }
 
-/** Copies `from` to `to`, each chunk after `latencyMs`, paced to `bytesPerSecond` (0: unpaced). */
+/**
+ * Copies `from` to `to`, each chunk `latencyMs` late, paced to `bytesPerSecond` (0: unpaced).
+ * One queue and one timer, so chunks leave in the order they came: a timer per chunk let two
+ * chunks swap now and then (timers count from the loop's cached time), which corrupted bodies.
+ */
 function relay(from, to, latencyMs, bytesPerSecond) {
   let sendAt = 0; // when the pacing lets the next byte go, in performance.now() ms
   let queued = 0;
+  let ended = false;
+  let timer;
+  const queue = [];
+  const pump = () => {
+    timer = undefined;
+    const now = performance.now();
+    while (queue.length > 0 && queue[0].at <= now) {
+      const { chunk } = queue.shift();
+      queued -= chunk.length;
+      if (!to.destroyed) to.write(chunk);
+    }
+    // Hold the sender back while much is queued, as a real link's window would.
+    if (queued <= 1024 * 1024 && from.isPaused()) from.resume();
+    if (queue.length > 0) timer = setTimeout(pump, Math.max(0, queue[0].at - now));
+    else if (ended) to.end();
+  };
   from.on("data", (chunk) => {
     const now = performance.now();
     const wire = bytesPerSecond > 0 ? (chunk.length / bytesPerSecond) * 1000 : 0;
     sendAt = Math.max(sendAt, now) + wire;
-    const due = Math.max(sendAt, now + latencyMs) - now;
+    queue.push({ chunk, at: Math.max(sendAt, now + latencyMs) });
     queued += chunk.length;
-    // Hold the sender back while much is queued, as a real link's window would.
     if (queued > 1024 * 1024) from.pause();
-    setTimeout(() => {
-      queued -= chunk.length;
-      if (!to.destroyed) to.write(chunk);
-      if (queued <= 1024 * 1024 && from.isPaused()) from.resume();
-    }, due);
+    if (timer === undefined) timer = setTimeout(pump, Math.max(0, queue[0].at - now));
   });
-  // The end goes after the last chunk still held back by the pacing, never before it.
-  from.on("end", () => setTimeout(() => to.end(), Math.max(sendAt - performance.now(), 0) + latencyMs + 1));
+  from.on("end", () => {
+    ended = true;
+    if (queue.length === 0) setTimeout(() => to.end(), latencyMs);
+  });
 }
