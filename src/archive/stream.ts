@@ -417,7 +417,6 @@ class ReadAhead {
 
   /** Whether the next object is open already (taking it would not wait for the store). */
   ready(): boolean {
-    this.#fill();
     const next = this.#pending[0];
     return next !== undefined && this.#opened.has(next);
   }

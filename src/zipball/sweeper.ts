@@ -113,7 +113,7 @@ export class Sweeper {
     try {
       await this.#sweepZipballs(report, pace, now);
       if (this.#opts.jobRetentionMs > 0) await this.#sweepJobs(report, pace, now);
-      for (const item of await listed(storage, DOWNLOADS_PREFIX)) {
+      for await (const item of listing(storage, DOWNLOADS_PREFIX)) {
         if (item.kind !== "file" || now() - item.mtimeMs < STALE_DOWNLOAD_MS) continue;
         await pace();
         await storage.delete(item.key);
@@ -129,25 +129,19 @@ export class Sweeper {
 
   async #sweepZipballs(report: SweepReport, pace: () => Promise<void>, now: () => number): Promise<void> {
     const { storage } = this.#opts;
-    // The listing is in key order, so one zipball's objects come together.
-    let group: Array<ListItem & { kind: "file" }> = [];
-    let groupId = "";
-    const flush = async (): Promise<void> => {
-      if (group.length === 0) return;
-      const parts = group;
-      group = [];
-      const manifest = parts.find((p) => p.key === `${ZIPBALLS}${groupId}/manifest`);
+    for await (const [id, parts] of groups(storage, ZIPBALLS)) {
+      const manifest = parts.find((p) => p.key === `${ZIPBALLS}${id}/manifest`);
       if (manifest) {
         await pace();
         const exp = await expiryOf(storage, manifest.key, manifest.size).catch(() => undefined);
         if (exp === undefined) {
           report.unreadable += 1;
-          return;
+          continue;
         }
-        if (exp * 1000 + EXPIRED_KEPT_MS > now()) return;
+        if (exp * 1000 + EXPIRED_KEPT_MS > now()) continue;
         report.zipballs += 1;
       } else {
-        if (parts.some((p) => now() - p.mtimeMs < EXPIRED_KEPT_MS)) return;
+        if (parts.some((p) => now() - p.mtimeMs < EXPIRED_KEPT_MS)) continue;
         report.orphans += 1;
       }
       // The manifest goes last: a sweep cut short leaves a zipball that is found again.
@@ -155,20 +149,12 @@ export class Sweeper {
         await pace();
         await storage.delete(part.key);
       }
-    };
-    for await (const item of listing(storage, ZIPBALLS)) {
-      if (item.kind !== "file") continue;
-      const id = item.key.slice(ZIPBALLS.length).split("/", 1)[0] ?? "";
-      if (id !== groupId) await flush();
-      groupId = id;
-      group.push(item);
     }
-    await flush();
   }
 
   async #sweepJobs(report: SweepReport, pace: () => Promise<void>, now: () => number): Promise<void> {
     const { storage, jobRetentionMs } = this.#opts;
-    for (const [uuid, parts] of grouped(await listed(storage, JOBS), JOBS)) {
+    for await (const [uuid, parts] of groups(storage, JOBS)) {
       const record = parts.find((p) => p.key === `${JOBS}${uuid}/job`);
       // A job record is rewritten until the job (and its webhook) is done: a recent one is not due.
       if (!record || now() - record.mtimeMs < jobRetentionMs) continue;
@@ -194,17 +180,24 @@ export class Sweeper {
   }
 }
 
-/** Files listed below `prefix`, grouped by their first segment (a zipball's or a job's id), in order. */
-function grouped(items: ListItem[], prefix: string): Map<string, Array<ListItem & { kind: "file" }>> {
-  const groups = new Map<string, Array<ListItem & { kind: "file" }>>();
-  for (const item of items) {
+/**
+ * The files below `prefix`, a group per first segment (a zipball's or a job's id). The listing
+ * is in key order, so a group's objects come together and only one group is held at a time.
+ */
+async function* groups(storage: Storage, prefix: string): AsyncGenerator<[string, Array<ListItem & { kind: "file" }>]> {
+  let id = "";
+  let group: Array<ListItem & { kind: "file" }> = [];
+  for await (const item of listing(storage, prefix)) {
     if (item.kind !== "file") continue;
-    const id = item.key.slice(prefix.length).split("/", 1)[0] ?? "";
-    const group = groups.get(id);
-    if (group) group.push(item);
-    else groups.set(id, [item]);
+    const next = item.key.slice(prefix.length).split("/", 1)[0] ?? "";
+    if (next !== id && group.length > 0) {
+      yield [id, group];
+      group = [];
+    }
+    id = next;
+    group.push(item);
   }
-  return groups;
+  if (group.length > 0) yield [id, group];
 }
 
 /** The expiry (seconds since the epoch) in a stored manifest's token; undefined when unreadable. */
@@ -241,12 +234,6 @@ async function* listing(storage: Storage, prefix: string): AsyncGenerator<ListIt
   } catch (err) {
     if ((err as { status?: number }).status !== 404) throw err;
   }
-}
-
-async function listed(storage: Storage, prefix: string): Promise<ListItem[]> {
-  const items: ListItem[] = [];
-  for await (const item of listing(storage, prefix)) items.push(item);
-  return items;
 }
 
 /**
