@@ -15,6 +15,7 @@ import { dataPlan, generate } from "./lib/data.mjs";
 import { atExit, cpuSeconds, peakRssMiB, readChars, run, sampleRss, sleep, tail } from "./lib/proc.mjs";
 import { startS3, stopS3 } from "./lib/s3.mjs";
 import { alternate, fmt, medians, table } from "./lib/stats.mjs";
+import { startThrottleProxy } from "./lib/throttle-proxy.mjs";
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
 const MiB = 1 << 20;
@@ -28,7 +29,8 @@ if (flag("help")) {
   console.log(`usage: npm run bench -- [--quick] [--s3] [--only=<ids>] [--reps=N] [--data=<dir>] [--keep]
   --quick       smaller data and fewer repetitions (about two minutes)
   --s3          also run the S3 scenarios against a throwaway Swift (scripts/swift-s3.sh)
-  --only=a,b    run only these scenarios: large, small (2 and 3), small-s3, concurrent, many, resume
+  --only=a,b    run only these scenarios: large, small (2 and 3), concurrent, many, resume, and with
+                --s3: large-s3, large-s3-relay, small-s3, small-s3-10ms, small-s3-30ms
   --reps=N      repetitions per contender (default: quick 3, full 5)
   --data=<dir>  generate the data there and keep it (reused by later runs with the same plan)
   --keep        keep the temp folder (data and server logs) at the end
@@ -116,20 +118,7 @@ const SCENARIOS = [
     columns: smallColumns,
     note: "each round: zipgate creates a new zipball (create = POST: listing, stat, manifest), then two full GETs: its first and a repeat; files/s, MB/s and CPU are the repeat GET's; the others keep no state, so both GETs are alike",
   },
-  {
-    id: "small-s3",
-    zipballPerRound: true,
-    title: `2b. Many small files from S3 (Swift s3api on loopback): ${plan.smallCount.toLocaleString("en-US")} × ${plan.smallBytes / 1024} KiB`,
-    set: "small",
-    s3: true,
-    contenders: ["zipgate", "copy", "naive"],
-    reps: quick ? 1 : 2,
-    warmup: 0,
-    once: (srv, id) => smallOnce(srv, id, { repeat: false }),
-    ratios: [{ metric: "filesPerS", better: "higher", label: "files/s" }],
-    columns: smallColumns.filter(([, k]) => !k.startsWith("repeat")),
-    note: "objects from Swift through its S3 API; one GET per round (the first, of a new zipball for zipgate), no warm-up: a sequential GET of 10,000 objects from Swift takes minutes here",
-  },
+  ...s3Scenarios(),
   {
     id: "concurrent",
     title: `4. ${CONCURRENCY} concurrent downloads of a ${gib(halfBytes)} GiB archive (each round capped at ${CONCURRENT_CAP_S} s)`,
@@ -271,6 +260,100 @@ function expectStatus(r, status) {
 }
 
 /**
+ * The S3 scenarios (--s3), on a throwaway Swift s3api: many small objects at 0, 10 and 30 ms
+ * added each way (bench/lib/throttle-proxy.mjs; fewer objects with latency, where the naive
+ * gateway's sequential GETs take a minute per thousand), and one large object on plain loopback
+ * and through a relay that limits each connection to 50 MB/s with 30 ms added.
+ */
+function s3Scenarios() {
+  const small = [0, 10, 30].map((ms) => {
+    const set = ms === 0 ? "small" : "few";
+    const count = ms === 0 ? plan.smallCount : plan.fewCount;
+    return {
+      id: ms === 0 ? "small-s3" : `small-s3-${ms}ms`,
+      zipballPerRound: true,
+      title: `2b. Many small files from S3 (Swift s3api${ms ? `, ${ms} ms added each way` : " on loopback"}): ${count.toLocaleString("en-US")} × ${plan.smallBytes / 1024} KiB`,
+      set,
+      s3: true,
+      link: ms ? { latencyMs: ms } : undefined,
+      contenders: ["zipgate", "copy", "naive"],
+      reps: quick ? 1 : 2,
+      warmup: 0,
+      once: s3SmallOnce,
+      ratios: [
+        { metric: "filesPerS", better: "higher", label: "files/s" },
+        { metric: "cpuMsPerObject", better: "lower", label: "CPU" },
+      ],
+      columns: [
+        ["files/s", "filesPerS", 0],
+        ["CPU ms/object", "cpuMsPerObject", 2],
+        ["create ms", "createMs", 1],
+        ["1st GET files/s", "firstFilesPerS", 0],
+        ["1st GET byte ms", "firstByteMs", 1],
+        ["repeat byte ms", "repeatByteMs", 1],
+      ],
+      note: "each round: zipgate creates a new zipball (create = POST: one listing of the folder), then a first GET (CRCs computed) and a repeat GET; files/s and CPU are the repeat's. The others keep no state: one GET, shown as both. No warm-up",
+    };
+  });
+  const large = [
+    ["large-s3", "on loopback", undefined],
+    ["large-s3-relay", "each connection limited to 50 MB/s, 30 ms added each way", { latencyMs: 30, bytesPerSecond: 50e6 }],
+  ].map(([id, label, link]) => ({
+    id,
+    title: `1b. One large object from S3 (Swift s3api, ${label}): ${plan.largeBytes / MiB} MiB`,
+    set: "one",
+    s3: true,
+    link,
+    contenders: ["zipgate", "copy", "naive"],
+    reps: quick ? 2 : 3,
+    async once(srv) {
+      const c0 = cpuSeconds(srv.pid);
+      const r = await curl(srv.url);
+      const cpu = cpuSeconds(srv.pid) - c0;
+      expectStatus(r, 200);
+      return { mbps: r.bytes / r.seconds / 1e6, cpuPerGB: cpu / (r.bytes / 1e9), seconds: r.seconds };
+    },
+    ratios: [
+      { metric: "mbps", better: "higher", label: "MB/s" },
+      { metric: "cpuPerGB", better: "lower", label: "CPU" },
+    ],
+    columns: [
+      ["MB/s", "mbps"],
+      ["CPU s/GB", "cpuPerGB"],
+      ["seconds", "seconds"],
+    ],
+    note: "zipgate: one zipball, its warm-up download records the CRC, so the rounds are repeat downloads (ranged parts in flight when the store is the bottleneck); the copy limit and the naive gateway read the object as one GetObject stream",
+  }));
+  return [...large, ...small];
+}
+
+/** A small-files S3 round: see the scenarios' note. */
+async function s3SmallOnce(srv, id) {
+  const count = this.files;
+  let createMs = null;
+  let url = srv.url;
+  if (id === "zipgate") ({ url, createMs } = await srv.prepare(this.set));
+  let c0 = cpuSeconds(srv.pid);
+  const first = await firstByte(url);
+  expectStatus(first, 200);
+  let timed = first;
+  if (id === "zipgate") {
+    c0 = cpuSeconds(srv.pid);
+    timed = await firstByte(url);
+    expectStatus(timed, 200);
+  }
+  const cpu = cpuSeconds(srv.pid) - c0;
+  return {
+    filesPerS: count / (timed.totalMs / 1000),
+    cpuMsPerObject: (cpu * 1000) / count,
+    createMs,
+    firstFilesPerS: count / (first.totalMs / 1000),
+    firstByteMs: first.firstByteMs,
+    repeatByteMs: timed.firstByteMs,
+  };
+}
+
+/**
  * Scenarios 2 and 3 together: full GETs timed to headers, first byte and end. With
  * `repeat`, a second GET of the same URL gives the throughput figures; without, the first.
  */
@@ -389,7 +472,8 @@ try {
   const zs = await ensureZipstreamNg();
   results.machine.zipstreamNg = zs.version ?? null;
   if (zs.skip) say(`zipstream-ng comparison skipped: ${zs.skip}`);
-  const parts = [...new Set(selected.map((sc) => (sc.set === "half" ? "large" : sc.set)))];
+  const fileSet = { half: "large", one: "large", few: "small" };
+  const parts = [...new Set(selected.filter((sc) => !sc.s3 || wantS3).map((sc) => fileSet[sc.set] ?? sc.set))];
   const sets = generate(root, plan, parts, say);
   const setsFile = join(work, "sets.json");
   writeFileSync(setsFile, JSON.stringify(Object.fromEntries(Object.entries(sets).map(([k, v]) => [k, v.keys]))));
@@ -401,7 +485,7 @@ try {
       results.scenarios.push({ id: sc.id, title: sc.title, skipped: "run with --s3" });
       continue;
     }
-    if (sc.s3 && !s3) s3 = await startS3({ repo, work, sets, root, say });
+    if (sc.s3 && !s3) s3 = await startS3({ repo, work, sets, root, say, upload: [...new Set(selected.filter((x) => x.s3).map((x) => x.set))] });
     results.scenarios.push(await runScenario(sc, ctx));
   }
 } catch (err) {
@@ -424,10 +508,13 @@ async function runScenario(sc, ctx) {
   // This VM's host drops the page cache now and then; every contender starts from a warm one.
   if (!sc.s3) warmPageCache(ctx.root, ctx.sets[sc.set].keys);
   const cpu0 = cpuTicks();
+  // The store as the servers reach it: Swift itself, or the relay in front of it.
+  const store = sc.s3 && sc.link ? await startThrottleProxy({ target: hostAndPort(s3.client.endpoint), ...sc.link }) : undefined;
+  const s3Client = sc.s3 ? { ...s3.client, endpoint: store?.url ?? s3.client.endpoint } : undefined;
   try {
     for (const id of sc.contenders) {
       try {
-        const srv = await CONTENDERS[id].start(ctx, sc.s3 ? s3.client : undefined);
+        const srv = await CONTENDERS[id].start(ctx, s3Client);
         servers[id] = srv;
         // zipgate makes a zipball per round where the scenario says so; one made up front too would
         // only sit in its caches (for scenario 5, a second 100,000-entry zipball in its peak RSS).
@@ -448,7 +535,7 @@ async function runScenario(sc, ctx) {
       if (out.skipped[id]) say(`  ${CONTENDERS[id].label}: skipped (${out.skipped[id]})`);
     }
     const failed = {};
-    const self = { setBytes: ctx.sets[sc.set].bytes };
+    const self = { setBytes: ctx.sets[sc.set].bytes, files: ctx.sets[sc.set].files, set: sc.set };
     out.rounds = { reps: sc.reps ?? reps, warmup: sc.warmup ?? warmup };
     const runs = await alternate(Object.keys(servers), {
       warmup: out.rounds.warmup,
@@ -490,6 +577,7 @@ async function runScenario(sc, ctx) {
     }
   } finally {
     for (const srv of Object.values(servers)) await stopServer(srv);
+    await store?.close();
   }
   const z = out.contenders.zipgate?.median;
   for (const [id, c] of Object.entries(out.contenders)) {
@@ -505,6 +593,11 @@ async function runScenario(sc, ctx) {
   out.stealPct = stealPercent(cpu0, cpuTicks());
   say(`  (${out.seconds} s, CPU stolen by the hypervisor: ${fmt(out.stealPct, 1)} %)`);
   return out;
+}
+
+function hostAndPort(url) {
+  const u = new URL(url);
+  return { host: u.hostname, port: Number(u.port) };
 }
 
 /** Reads every file of a set once, so that no contender pays for reading it from disk. */
@@ -556,6 +649,12 @@ function targets(res) {
     (v) => `${fmt(v * 100, 0)} %`,
   );
   add("1. large files ≥ 2× the naive gateway", ratio("large", "naive"), (v) => v >= 2, times);
+  add("1b. one large S3 object through the relay ≥ 4× a single GetObject stream (copy limit)", ratio("large-s3-relay", "copy"), (v) => v >= 4, times);
+  add("1b. one large S3 object on loopback: no loss against a single GetObject stream", ratio("large-s3", "copy"), (v) => v >= 1, times);
+  for (const id of ["small-s3", "small-s3-10ms", "small-s3-30ms"]) {
+    const name = id === "small-s3" ? "0 ms" : id.slice(9);
+    add(`2b. small files from S3, ${name}: less CPU per object than the naive gateway`, ratio(id, "naive", "cpuMsPerObject"), (v) => v > 1, times);
+  }
   add(
     "2b. 10,000 small files from S3 ≥ 4× the naive gateway",
     ratio("small-s3", "naive"),

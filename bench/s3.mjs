@@ -1,12 +1,13 @@
 // The S3 read path, measured: `npm run build && node bench/s3.mjs [--objects=10000] [--large-mib=1024] [--latencies=0,10,30]
-// [--only=small,large] [--reps=3]`. Starts a throwaway Swift s3api (scripts/swift-s3.sh), uploads
+// [--only=small,large] [--links=loopback,relay] [--reps=3] [--keep]`. Starts a throwaway Swift s3api (scripts/swift-s3.sh), uploads
 // 4 KiB objects and one large object, and measures with each process's own CPU from /proc:
 //   small: gateway CPU per object and files/s, lean GET path vs the SDK's GetObject, beside a
 //          bare SigV4 GET loop (64 in flight), at 0, 10 and 30 ms of added latency;
 //          time to first byte and creation time of the zipball;
 //   large: MB/s of one large object through a relay limiting each connection to 50 MB/s with
 //          30 ms added (parts in flight vs one stream), and on plain loopback with CPU-s per GB
-//          beside a plain GET stream of the object.
+//          beside the object piped as it is to the client (one GET, or the same parts reader),
+//          and a bare GET stream that only reads.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -84,7 +85,11 @@ async function gateway(endpoint, env = {}) {
   const srv = await startServer({
     name: "zipgate",
     command: process.execPath,
-    args: [...(process.env.GATEWAY_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.GATEWAY_PROF}`] : []), join(repo, "dist/main.js")],
+    args: [
+      ...(process.env.GATEWAY_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.GATEWAY_PROF}`] : []),
+      ...(process.env.GATEWAY_NODE_ARGS?.split(" ").filter(Boolean) ?? []),
+      join(repo, "dist/main.js"),
+    ],
     env: {
       PORT: String(port),
       ZIPGATE_API_KEYS: KEY,
@@ -150,6 +155,29 @@ async function bareLoop(endpoint, keys, inFlight) {
   return JSON.parse(out);
 }
 
+/** A plain baseline (bench/lib/plain-proxy.mjs): one GET, or `depth` parts, piped to the client. */
+async function plainProxy(endpoint, key, depth) {
+  const port = await freePort();
+  const srv = await startServer({
+    name: "plain-proxy",
+    command: process.execPath,
+    args: [join(repo, "bench/lib/plain-proxy.mjs")],
+    env: {
+      PORT: String(port),
+      ENDPOINT: endpoint,
+      BUCKET,
+      REGION: info.region,
+      AK: info.admin.accessKeyId,
+      SK: info.admin.secretAccessKey,
+      KEY: key,
+      PARTS: String(depth),
+    },
+    port,
+    logFile: join(work, `plain-${port}.log`),
+  });
+  return { ...srv, url: `http://127.0.0.1:${port}` };
+}
+
 const results = { date: new Date().toISOString(), objects: OBJECTS, largeMiB: LARGE_MIB, reps: REPS, small: {}, large: {} };
 
 if (only.has("small")) {
@@ -187,19 +215,21 @@ if (only.has("small")) {
 }
 
 if (only.has("large")) {
-  for (const [label, proxyOptions] of [
-    ["loopback", undefined],
-    ["50 MB/s per connection, 30 ms", { latencyMs: 30, bytesPerSecond: 50e6 }],
+  const links = new Set((args.links ?? "loopback,relay").split(","));
+  for (const [link, label, proxyOptions] of [
+    ["loopback", "loopback", undefined],
+    ["relay", "50 MB/s per connection, 30 ms", { latencyMs: 30, bytesPerSecond: 50e6 }],
   ]) {
+    if (!links.has(link)) continue;
     const proxy = proxyOptions ? await startThrottleProxy({ target: { host: swift.hostname, port: Number(swift.port) }, ...proxyOptions }) : undefined;
     const endpoint = proxy?.url ?? info.endpoint;
-    const runs = { parts: [], "one stream (lean)": [], "one stream (SDK)": [], bare: [] };
+    const runs = { parts: [], "one stream (lean)": [], "one stream (SDK)": [], "plain stream": [], "plain parts": [], bare: [] };
     for (let rep = 0; rep < REPS; rep++) {
       for (const [name, env] of [
         ["parts", {}],
         ["one stream (lean)", { ZIPGATE_S3_PARTS: "1" }],
         ["one stream (SDK)", { ZIPGATE_S3_READ: "sdk" }],
-      ]) {
+      ].filter(([name]) => !args.runs || args.runs.split(",").includes(name))) {
         const gw = await gateway(endpoint, env);
         const z = await create(gw, "/large");
         if (rep === 0 || !proxy) await download(gw, z.path); // the first download computes the CRC
@@ -207,14 +237,22 @@ if (only.has("large")) {
         runs[name].push({ MBps: d.bytes / 1e6 / d.s, cpuSPerGB: d.cpu / (d.bytes / 1e9) });
         await stopProcess(gw.child);
       }
+      for (const [name, depth] of [
+        ["plain stream", 1],
+        ["plain parts", 8],
+      ]) {
+        const plain = await plainProxy(endpoint, "large/one.bin", depth);
+        const p = await download(plain, "/");
+        runs[name].push({ MBps: p.bytes / 1e6 / p.s, cpuSPerGB: p.cpu / (p.bytes / 1e9) });
+        await stopProcess(plain.child);
+      }
       const bare = await bareLoop(endpoint, ["large/one.bin"], 1);
       runs.bare.push({ MBps: bare.bytes / 1e6 / bare.s, cpuSPerGB: bare.cpu / (bare.bytes / 1e9) });
     }
     results.large[label] = Object.fromEntries(
-      Object.entries(runs).map(([k, rs]) => [
-        k,
-        { MBps: Number(median(rs.map((r) => r.MBps)).toFixed(1)), cpuSPerGB: Number(median(rs.map((r) => r.cpuSPerGB)).toFixed(2)) },
-      ]),
+      Object.entries(runs)
+        .filter(([, rs]) => rs.length > 0)
+        .map(([k, rs]) => [k, { MBps: Number(median(rs.map((r) => r.MBps)).toFixed(1)), cpuSPerGB: Number(median(rs.map((r) => r.cpuSPerGB)).toFixed(2)) }]),
     );
     say(`large, ${label}: ${JSON.stringify(results.large[label])}`);
     await proxy?.close();
@@ -223,6 +261,7 @@ if (only.has("large")) {
 
 client.destroy();
 await run("bash", [script, "stop", state]).catch(() => {});
-await rm(work, { recursive: true, force: true });
+if ("keep" in args) say(`kept ${work}`);
+else await rm(work, { recursive: true, force: true });
 console.log(JSON.stringify(results, null, 2));
 process.exit(0);

@@ -14,6 +14,7 @@ export function dataPlan(quick) {
     largeBytes: (quick ? 128 : 512) * MiB,
     smallCount: 10_000,
     smallBytes: 4 * 1024,
+    fewCount: quick ? 1_000 : 2_000,
     manyCount: 100_000,
     manyBytes: 100,
   };
@@ -29,6 +30,7 @@ const pad = (n, w) => String(n).padStart(w, "0");
 export function generate(root, plan, parts, log) {
   const large = Array.from({ length: plan.largeCount }, (_, i) => `large/big${i}.bin`);
   const small = Array.from({ length: plan.smallCount }, (_, i) => `small/f${pad(i, 5)}.bin`);
+  const few = Array.from({ length: plan.fewCount }, (_, i) => `few/f${pad(i, 5)}.bin`);
   const many = Array.from({ length: plan.manyCount }, (_, i) => `many/d${pad(Math.floor(i / 1000), 3)}/f${pad(i, 6)}.bin`);
   const pool = randomBytes(MiB + plan.smallBytes);
   const writers = {
@@ -78,5 +80,9 @@ export function generate(root, plan, parts, log) {
     half: { keys: half, objects: half.map((k) => ({ path: `/${k}` })), files: half.length, bytes: half.length * plan.largeBytes },
     small: { keys: small, objects: [{ folder: "/small" }], files: small.length, bytes: small.length * plan.smallBytes },
     many: { keys: many, objects: [{ folder: "/many" }], files: many.length, bytes: many.length * plan.manyBytes },
+    // S3 only (bench/lib/s3.mjs uploads them): the first large file alone, and the first
+    // `fewCount` small files again under few/, for the scenarios with added latency.
+    one: { keys: large.slice(0, 1), objects: [{ path: `/${large[0]}` }], files: 1, bytes: plan.largeBytes },
+    few: { keys: few, objects: [{ folder: "/few" }], files: few.length, bytes: few.length * plan.smallBytes, sources: small.slice(0, few.length) },
   };
 }

@@ -1,15 +1,18 @@
 // A throwaway S3 server (OpenStack Swift + s3api, scripts/swift-s3.sh) with the bench's
-// small files uploaded, for the S3 scenarios (--s3).
+// objects the S3 scenarios need uploaded (--s3).
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { createReadStream, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { Readable } from "node:stream";
 import { CreateBucketCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
 import { atExit, run } from "./proc.mjs";
 
 const BUCKET = "zipgate-bench";
 const PREFIX = "data/";
 
-export async function startS3({ repo, work, sets, root, say }) {
+/** `upload`: the names of the sets to put in the bucket (small, few, one). */
+export async function startS3({ repo, work, sets, root, say, upload }) {
   const script = join(repo, "scripts/swift-s3.sh");
   const state = join(work, "swift");
   say("starting Swift s3api on loopback (scripts/swift-s3.sh; it installs the Debian swift packages when missing)");
@@ -32,18 +35,23 @@ export async function startS3({ repo, work, sets, root, say }) {
     requestChecksumCalculation: "WHEN_REQUIRED",
   });
   await client.send(new CreateBucketCommand({ Bucket: BUCKET }));
-  const keys = sets.small.keys;
+  // [key in the bucket, file it is read from]
+  const objects = upload.flatMap((set) => sets[set].keys.map((key, i) => [key, sets[set].sources?.[i] ?? key]));
   const t0 = Date.now();
   let next = 0;
   const worker = async () => {
-    while (next < keys.length) {
-      const key = keys[next++];
-      if (next % 2500 === 0) say(`  uploaded ${next} of ${keys.length}`);
-      await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: PREFIX + key, Body: readFileSync(join(root, key)) }));
+    while (next < objects.length) {
+      const [key, source] = objects[next++];
+      if (next % 2500 === 0) say(`  uploaded ${next} of ${objects.length}`);
+      const file = join(root, source);
+      const Body = statSync(file).size > 64 * 1024 * 1024 ? createReadStream(file) : readFileSync(file);
+      if (Body instanceof Readable)
+        await new Upload({ client, params: { Bucket: BUCKET, Key: PREFIX + key, Body }, partSize: 64 * 1024 * 1024, queueSize: 2 }).done();
+      else await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: PREFIX + key, Body }));
     }
   };
   await Promise.all(Array.from({ length: 16 }, worker));
-  say(`uploaded ${keys.length} objects to s3://${BUCKET}/${PREFIX} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  say(`uploaded ${objects.length} objects to s3://${BUCKET}/${PREFIX} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   client.destroy();
   return { client: s3, stop, state };
 }

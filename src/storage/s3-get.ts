@@ -260,10 +260,24 @@ export interface PartOptions {
 }
 
 /**
- * A large object read as ranged GETs of `partSize`, several in flight, each with `If-Match` so
- * that a change mid-object fails loudly. The first part streams as it arrives (the read resolves
- * with its headers, so a missing object fails before any byte); the ones after it are read into
- * memory from the pool meanwhile and handed on in order.
+ * How many ranged GETs keep a reader fed: its pace against one connection's, with headroom
+ * (a new GET starts slowly). Below `ONE_STREAM` times one connection's pace, one will do.
+ */
+const HEADROOM = 1.5;
+const ONE_STREAM = 1.25;
+/** Weight of the latest stretch in the paces compared. */
+const SMOOTHING = 0.3;
+
+/**
+ * A large object read as ranged GETs of `partSize`, each with `If-Match` so that a change
+ * mid-object fails loudly. The first part streams as it arrives (the read resolves with its
+ * headers, so a missing object fails before any byte). Parts after it are read into memory from
+ * the pool, several in flight, and handed on in order, as many as keep the reader fed: measured
+ * as the object is handed on, the reader's pace (bytes per ms it held the stream) against one
+ * GET's (bytes per ms it took to bring them). A reader that one connection keeps up with (a
+ * slow client) reads the rest as one stream: parts would only hold the pool's memory, and cost
+ * 0.5–1 CPU-s per GB more (more and smaller socket reads over several connections, and full
+ * collections for the parts held; bench/s3.mjs, large, loopback).
  */
 export async function readInParts(
   get: (req: GetRequest) => Promise<Readable | Buffer>,
@@ -277,40 +291,84 @@ export async function readInParts(
   const firstEnd = Math.min(end, start + parts.partSize);
   const first = await get({ key: req.key, etag: req.etag, range: { start, end: firstEnd }, signal });
   let next = firstEnd;
-  const ahead: Array<{ part: Promise<Buffer[]>; size: number }> = [];
+  /** Ranged GETs in flight wanted, the one being handed on included. */
+  let want = 1;
+  const ahead: Array<{ part: Promise<{ data: Buffer[]; ms: number }>; size: number }> = [];
   const launch = (): boolean => {
     const size = Math.min(parts.partSize, end - next);
-    if (size <= 0 || ahead.length >= parts.depth - 1 || !parts.pool.take(size)) return false;
+    if (size <= 0 || ahead.length >= want - 1 || !parts.pool.take(size)) return false;
     const range = { start: next, end: next + size };
     next += size;
-    const part = get({ key: req.key, etag: req.etag, range, signal }).then((body) => (Buffer.isBuffer(body) ? [body] : whole(body, size)));
+    const launched = performance.now();
+    const part = get({ key: req.key, etag: req.etag, range, signal })
+      .then((body) => (Buffer.isBuffer(body) ? [body] : whole(body, size)))
+      .then((data) => ({ data, ms: performance.now() - launched }));
     part.catch(() => {}); // awaited in turn
     ahead.push({ part, size });
     return true;
+  };
+  // Smoothed: a socket that frees its buffer in bursts takes a whole part at once now and then.
+  let heldAvg: number | undefined;
+  let fetchAvg = 0;
+  /** The reader held the stream `held` ms for bytes one GET brought in `fetchMs`. */
+  const decide = (held: number, fetchMs: number): void => {
+    heldAvg = heldAvg === undefined ? held : (1 - SMOOTHING) * heldAvg + SMOOTHING * held;
+    fetchAvg = fetchAvg === 0 ? fetchMs : (1 - SMOOTHING) * fetchAvg + SMOOTHING * fetchMs;
+    const ratio = fetchAvg / Math.max(heldAvg, 0.01);
+    want = ratio < ONE_STREAM ? 1 : Math.min(parts.depth, Math.ceil(ratio * HEADROOM));
+    while (launch());
   };
   /** Pool bytes of the part being sent. */
   let holding = 0;
   async function* chunks(): AsyncGenerator<Buffer> {
     try {
-      while (launch());
       if (Buffer.isBuffer(first)) yield first;
-      else for await (const chunk of first as AsyncIterable<Buffer>) yield chunk;
+      else {
+        // Decided every eighth of the first part: its GET took the whole time, the reader held
+        // the stream for part of it (at least one connection's pace, as far as it was asked).
+        const chunksOf = (first as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+        const window = (firstEnd - start) / 8;
+        let since = performance.now();
+        let held = 0;
+        let got = 0;
+        for (;;) {
+          const { value, done } = await chunksOf.next();
+          if (done) break;
+          got += value.length;
+          const at = performance.now();
+          yield value;
+          const now = performance.now();
+          held += now - at;
+          if (got >= window) {
+            decide(held, now - since);
+            since = now;
+            held = 0;
+            got = 0;
+          }
+        }
+      }
       while (ahead.length > 0 || next < end) {
         if (ahead.length === 0) {
-          // Nothing could be taken from the pool: the rest as one stream.
+          // A reader one connection keeps up with, or nothing left in the pool: the rest as one stream.
           const rest = await get({ key: req.key, etag: req.etag, range: { start: next, end }, signal });
           next = end;
           if (Buffer.isBuffer(rest)) yield rest;
           else for await (const chunk of rest as AsyncIterable<Buffer>) yield chunk;
           continue;
         }
-        const { part, size } = ahead.shift() as { part: Promise<Buffer[]>; size: number };
+        const { part, size } = ahead.shift() as (typeof ahead)[number];
         holding = size;
-        const data = await part;
+        const { data, ms: fetchMs } = await part;
         while (launch());
-        yield* data;
+        let held = 0;
+        for (const chunk of data) {
+          const at = performance.now();
+          yield chunk;
+          held += performance.now() - at;
+        }
         holding = 0;
         parts.pool.give(size);
+        decide(held, fetchMs);
       }
     } finally {
       controller.abort(new Error("the object's read ended"));
@@ -335,7 +393,8 @@ export async function readInParts(
 
 /**
  * A part's body, all of it, as the chunks it arrived in: copying them into one buffer cost
- * more CPU than the rest of the part's way (a sixth of a profile) and made garbage of 8 MiB.
+ * more CPU than the rest of the part's way (a sixth of a profile) and made garbage of 8 MiB;
+ * copying them into the pooled read buffers measured no better than keeping them.
  */
 async function whole(body: Readable, size: number): Promise<Buffer[]> {
   const { chunks, total } = await chunksUpTo(body, size);

@@ -1,6 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { writeFile } from "node:fs/promises";
+import { get } from "node:http";
 import { join } from "node:path";
+import { Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tempDir } from "../helpers/archive.js";
@@ -12,8 +15,10 @@ import { sha256, verifyWithUnzippers } from "../helpers/unzippers.js";
 
 /**
  * Large S3 objects read as ranged parts by a real gateway process, its store reached through a
- * relay that counts ranged requests: the bytes are right, parts are used, a change mid-object
- * aborts the download, and a spent part pool still serves every download whole.
+ * relay that paces each connection (as a distant store does) and counts ranged requests: the
+ * bytes are right, parts are used for a client that waits on the store and not for one that
+ * the store outruns, a change mid-object aborts the download, and a spent part pool still
+ * serves every download whole.
  */
 const BIG = randomBytes(12 * 1024 * 1024 + 777);
 const OTHER = randomBytes(6 * 1024 * 1024);
@@ -29,7 +34,7 @@ describe("large S3 objects in ranged parts (Swift, through a relay)", () => {
   beforeAll(async () => {
     dir = await tempDir();
     await putObjects(client, prefix, { "big/one.bin": BIG, "big/two.bin": OTHER, "small/a.txt": "alpha" });
-    relay = await startFreezer(s3Server().endpoint);
+    relay = await startFreezer(s3Server().endpoint, { downRate: 16e6 });
     const env = { ...s3Env(prefix), AWS_ENDPOINT_URL_S3: relay.url, ZIPGATE_S3_PART_SIZE: "1 MiB", ZIPGATE_S3_PARTS: "4" };
     [gw, tight] = await Promise.all([startGatewayProcess(env), startGatewayProcess({ ...env, ZIPGATE_S3_PART_MEMORY: "2 MiB" })]);
   });
@@ -73,6 +78,41 @@ describe("large S3 objects in ranged parts (Swift, through a relay)", () => {
     expect(ranged.status).toBe(206);
     expect(Buffer.from(await ranged.arrayBuffer()).equals(body.subarray(start, end))).toBe(true);
   });
+
+  it("stops reading ahead for a client slower than one connection", async () => {
+    // Larger than the socket buffers between gateway and client (several MiB on loopback), which
+    // take the first bytes at any pace.
+    const large = randomBytes(40 * 1024 * 1024 + 123);
+    await putObjects(client, prefix, { "big/large.bin": large });
+    const url = await zipball(gw, [{ path: "/big/large.bin" }]);
+    await fetch(url).then((r) => r.arrayBuffer()); // the first download records the CRC
+    const before = relay.rangedRequests();
+    // About 8 MB/s, a chunk of at most 64 KiB every 8 ms, against 16 MB/s per store connection.
+    const { status, length, body } = await new Promise<{ status: number; length: number; body: Buffer }>((resolve, reject) => {
+      get(url, (res) => {
+        const chunks: Buffer[] = [];
+        const slow = new Writable({
+          highWaterMark: 64 * 1024,
+          write(chunk: Buffer, _enc, done) {
+            chunks.push(chunk);
+            setTimeout(done, 8);
+          },
+        });
+        pipeline(res, slow).then(
+          () => resolve({ status: res.statusCode ?? 0, length: Number(res.headers["content-length"]), body: Buffer.concat(chunks) }),
+          reject,
+        );
+      }).on("error", reject);
+    });
+    expect(status).toBe(200);
+    expect(body.length).toBe(length);
+    const ranged = relay.rangedRequests() - before;
+    // 41 parts of 1 MiB for a client that keeps up; this one gets a few, then the rest in one GET.
+    expect(ranged).toBeLessThanOrEqual(20);
+    const file = join(dir.path, "slow.zip");
+    await writeFile(file, body);
+    await verifyWithUnzippers(file, [{ name: "large.bin", size: large.length, sha256: sha256(large) }]);
+  }, 90_000);
 
   it("aborts the download when the object is replaced while its parts are read", async () => {
     await putObjects(client, prefix, { "big/changing.bin": BIG });

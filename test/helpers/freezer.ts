@@ -3,7 +3,8 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 /**
  * A TCP relay in front of a real server that can be frozen: while frozen it accepts
  * connections and keeps every socket open, but passes no byte either way, as a store
- * under SIGSTOP does. Thawing lets the held bytes through.
+ * under SIGSTOP does. Thawing lets the held bytes through. It can also pace each
+ * connection, as a distant store does.
  */
 export interface Freezer {
   url: string;
@@ -16,8 +17,10 @@ export interface Freezer {
   close(): Promise<void>;
 }
 
-export async function startFreezer(target: string): Promise<Freezer> {
+/** `downRate`: bytes per second each connection carries from the server (0: as fast as it can). */
+export async function startFreezer(target: string, options: { downRate?: number } = {}): Promise<Freezer> {
   const upstream = new URL(target);
+  const rate = options.downRate ?? 0;
   let frozen = false;
   let down = 0;
   let ranged = 0;
@@ -27,15 +30,27 @@ export async function startFreezer(target: string): Promise<Freezer> {
     const pair: [Socket, Socket] = [client, remote];
     pairs.add(pair);
     const relay = (from: Socket, to: Socket, counted: boolean): void => {
+      let heldUntil = 0; // paced: no more bytes before then
+      const resume = (): void => {
+        if (frozen || to.writableNeedDrain) return;
+        const left = heldUntil - performance.now();
+        // A timer can fire a little early: wait out the rest.
+        if (left > 0) setTimeout(resume, left + 1);
+        else from.resume();
+      };
       from.on("data", (chunk: Buffer) => {
         if (counted) down += chunk.length;
         else ranged += chunk.toString("latin1").match(/\r\nrange: bytes=/gi)?.length ?? 0;
         if (!to.write(chunk)) from.pause();
         if (frozen) from.pause();
+        if (counted && rate > 0) {
+          const wait = (chunk.length / rate) * 1000;
+          heldUntil = performance.now() + wait;
+          from.pause();
+          setTimeout(resume, wait);
+        }
       });
-      to.on("drain", () => {
-        if (!frozen) from.resume();
-      });
+      to.on("drain", resume);
     };
     relay(client, remote, false);
     relay(remote, client, true);
