@@ -14,6 +14,8 @@ export interface Freezer {
   bytesDown(): number;
   /** Requests seen going to the server with a `Range` header, so far. */
   rangedRequests(): number;
+  /** The heads (request line and headers) of the requests seen going to the server, so far. */
+  requestHeads(): string[];
   close(): Promise<void>;
 }
 
@@ -24,6 +26,7 @@ export async function startFreezer(target: string, options: { downRate?: number 
   let frozen = false;
   let down = 0;
   let ranged = 0;
+  const heads: string[] = [];
   const pairs = new Set<[Socket, Socket]>();
   const server: Server = createServer((client) => {
     const remote = connect(Number(upstream.port), upstream.hostname);
@@ -40,7 +43,12 @@ export async function startFreezer(target: string, options: { downRate?: number 
       };
       from.on("data", (chunk: Buffer) => {
         if (counted) down += chunk.length;
-        else ranged += chunk.toString("latin1").match(/\r\nrange: bytes=/gi)?.length ?? 0;
+        else {
+          const text = chunk.toString("latin1");
+          ranged += text.match(/\r\nrange: bytes=/gi)?.length ?? 0;
+          const head = /^(?:GET|HEAD|PUT|POST|DELETE) [\s\S]*?\r\n\r\n/.exec(text);
+          if (head) heads.push(head[0]);
+        }
         if (!to.write(chunk)) from.pause();
         if (frozen) from.pause();
         if (counted && rate > 0) {
@@ -86,6 +94,7 @@ export async function startFreezer(target: string, options: { downRate?: number 
     },
     bytesDown: () => down,
     rangedRequests: () => ranged,
+    requestHeads: () => [...heads],
     close: async () => {
       for (const [a, b] of pairs) {
         a.destroy();
