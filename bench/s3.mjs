@@ -10,6 +10,7 @@
 //          and a bare GET stream that only reads.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -139,6 +140,13 @@ async function download(gw, path) {
   return { s: (performance.now() - t0) / 1000, bytes, ttfb, cpu: cpuSeconds(gw.child.pid) - cpu0 };
 }
 
+/** The keys in a file of the temp folder, one per line (10,000 of them exceed an environment variable's limit). */
+function keysFile(keys) {
+  const file = join(work, `keys-${keys.length}-${keys[0].replace(/\W/g, "_")}.txt`);
+  writeFileSync(file, keys.join("\n"));
+  return file;
+}
+
 /** The bare loop: our signer and node:http, `inFlight` GETs at once, in a process of its own. */
 async function bareLoop(endpoint, keys, inFlight) {
   const out = await run(process.execPath, [join(repo, "bench/lib/bare-get.mjs")], {
@@ -148,7 +156,7 @@ async function bareLoop(endpoint, keys, inFlight) {
       REGION: info.region,
       AK: info.admin.accessKeyId,
       SK: info.admin.secretAccessKey,
-      KEYS: keys.join("\n"),
+      KEYS_FILE: keysFile(keys),
       IN_FLIGHT: String(inFlight),
     },
   });

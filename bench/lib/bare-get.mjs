@@ -1,11 +1,12 @@
-// The bare baseline for the S3 bench: GETs of KEYS with the gateway's own SigV4 signer on
-// node:http, IN_FLIGHT at once, bodies drained and dropped. Prints seconds, bytes and this
-// process's CPU-seconds for the GETs alone.
+// The bare baseline for the S3 bench: GETs of the keys in KEYS_FILE (one per line) with the
+// gateway's own SigV4 signer on node:http, IN_FLIGHT at once, bodies drained and dropped.
+// Prints seconds, bytes and this process's CPU-seconds for the GETs alone.
+import { readFileSync } from "node:fs";
 import { Agent } from "node:http";
 import { createObjectGetter } from "../../dist/storage/s3-get.js";
 import { cpuSeconds } from "./proc.mjs";
 
-const keys = process.env.KEYS.split("\n");
+const keys = readFileSync(process.env.KEYS_FILE, "utf8").split("\n");
 const get = createObjectGetter({
   endpoint: process.env.ENDPOINT,
   bucket: process.env.BUCKET,
