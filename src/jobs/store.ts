@@ -64,8 +64,8 @@ export class JobStore {
   }
 
   /** Takes the job's lease for `ttlMs` (see claimLease). */
-  claim(uuid: string, owner: string, ttlMs: number, now = Date.now()): Promise<boolean> {
-    return claimLease(this.storage, leaseKey(uuid), owner, ttlMs, now);
+  claim(uuid: string, owner: string, ttlMs: number): Promise<boolean> {
+    return claimLease(this.storage, leaseKey(uuid), owner, ttlMs);
   }
 
   renew(uuid: string, owner: string, ttlMs: number): Promise<void> {

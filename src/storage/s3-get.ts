@@ -276,8 +276,8 @@ const SMOOTHING = 0.3;
  * as the object is handed on, the reader's pace (bytes per ms it held the stream) against one
  * GET's (bytes per ms it took to bring them). A reader that one connection keeps up with (a
  * slow client) reads the rest as one stream: parts would only hold the pool's memory, and cost
- * 0.5–1 CPU-s per GB more (more and smaller socket reads over several connections, and full
- * collections for the parts held; bench/s3.mjs, large, loopback).
+ * about 1 CPU-s per GB more (V8 runs full collections for the parts held: 38 per GB against 1;
+ * bench/s3.mjs, large, loopback).
  */
 export async function readInParts(
   get: (req: GetRequest) => Promise<Readable | Buffer>,
@@ -315,7 +315,8 @@ export async function readInParts(
     heldAvg = heldAvg === undefined ? held : (1 - SMOOTHING) * heldAvg + SMOOTHING * held;
     fetchAvg = fetchAvg === 0 ? fetchMs : (1 - SMOOTHING) * fetchAvg + SMOOTHING * fetchMs;
     const ratio = fetchAvg / Math.max(heldAvg, 0.01);
-    want = ratio < ONE_STREAM ? 1 : Math.min(parts.depth, Math.ceil(ratio * HEADROOM));
+    // Up one at a time, down at once: socket buffers take a first burst at any client's pace.
+    want = Math.min(want + 1, ratio < ONE_STREAM ? 1 : Math.min(parts.depth, Math.ceil(ratio * HEADROOM)));
     while (launch());
   };
   /** Pool bytes of the part being sent. */
@@ -350,8 +351,9 @@ export async function readInParts(
       while (ahead.length > 0 || next < end) {
         if (ahead.length === 0) {
           // A reader one connection keeps up with, or nothing left in the pool: the rest as one stream.
-          const rest = await get({ key: req.key, etag: req.etag, range: { start: next, end }, signal });
+          const range = { start: next, end };
           next = end;
+          const rest = await get({ key: req.key, etag: req.etag, range, signal });
           if (Buffer.isBuffer(rest)) yield rest;
           else for await (const chunk of rest as AsyncIterable<Buffer>) yield chunk;
           continue;
