@@ -316,7 +316,7 @@ export async function readInParts(
     fetchAvg = fetchAvg === 0 ? fetchMs : (1 - SMOOTHING) * fetchAvg + SMOOTHING * fetchMs;
     const ratio = fetchAvg / Math.max(heldAvg, 0.01);
     // Up one at a time, down at once: socket buffers take a first burst at any client's pace.
-    want = Math.min(want + 1, ratio < ONE_STREAM ? 1 : Math.min(parts.depth, Math.ceil(ratio * HEADROOM)));
+    want = ratio < ONE_STREAM ? 1 : Math.min(parts.depth, Math.ceil(ratio * HEADROOM));
     while (launch());
   };
   /** Pool bytes of the part being sent. */
