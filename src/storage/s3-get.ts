@@ -315,7 +315,6 @@ export async function readInParts(
     heldAvg = heldAvg === undefined ? held : (1 - SMOOTHING) * heldAvg + SMOOTHING * held;
     fetchAvg = fetchAvg === 0 ? fetchMs : (1 - SMOOTHING) * fetchAvg + SMOOTHING * fetchMs;
     const ratio = fetchAvg / Math.max(heldAvg, 0.01);
-    // Up one at a time, down at once: socket buffers take a first burst at any client's pace.
     want = ratio < ONE_STREAM ? 1 : Math.min(parts.depth, Math.ceil(ratio * HEADROOM));
     while (launch());
   };
@@ -327,17 +326,14 @@ export async function readInParts(
       else {
         // Decided every eighth of the first part: its GET took the whole time, the reader held
         // the stream for part of it (at least one connection's pace, as far as it was asked).
-        const chunksOf = (first as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
         const window = (firstEnd - start) / 8;
         let since = performance.now();
         let held = 0;
         let got = 0;
-        for (;;) {
-          const { value, done } = await chunksOf.next();
-          if (done) break;
-          got += value.length;
+        for await (const chunk of first as AsyncIterable<Buffer>) {
+          got += chunk.length;
           const at = performance.now();
-          yield value;
+          yield chunk;
           const now = performance.now();
           held += now - at;
           if (got >= window) {
