@@ -8,7 +8,6 @@
 //          30 ms added (parts in flight vs one stream), and on plain loopback with CPU-s per GB
 //          beside the object piped as it is to the client (one GET, or the same parts reader),
 //          and a bare GET stream that only reads.
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -16,9 +15,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
-import { CreateBucketCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
-import { atExit, cpuSeconds, freePort, run, startServer, stopProcess } from "./lib/proc.mjs";
+import { cpuSeconds, freePort, run, startServer, stopProcess } from "./lib/proc.mjs";
+import { startSwift } from "./lib/s3.mjs";
 import { median } from "./lib/stats.mjs";
 import { startThrottleProxy } from "./lib/throttle-proxy.mjs";
 
@@ -34,24 +34,8 @@ const BUCKET = "zipgate-s3-bench";
 const say = (m) => process.stderr.write(`${m}\n`);
 
 const work = await mkdtemp(join(tmpdir(), "zipgate-s3-bench-"));
-const script = join(repo, "scripts/swift-s3.sh");
-const state = join(work, "swift");
-atExit(() => {
-  try {
-    spawn("bash", [script, "stop", state], { stdio: "ignore" });
-  } catch {}
-});
-say("starting Swift s3api");
-const info = JSON.parse((await run("bash", [script, "start", state], { timeoutMs: 900_000 })).trim().split("\n").pop());
+const { info, client, stop: stopSwift } = await startSwift({ repo, state: join(work, "swift"), bucket: BUCKET, say });
 const swift = new URL(info.endpoint);
-const client = new S3Client({
-  endpoint: info.endpoint,
-  region: info.region,
-  credentials: info.admin,
-  forcePathStyle: true,
-  requestChecksumCalculation: "WHEN_REQUIRED",
-});
-await client.send(new CreateBucketCommand({ Bucket: BUCKET }));
 
 async function upload() {
   if (only.has("small")) {
@@ -147,15 +131,16 @@ function keysFile(keys) {
   return file;
 }
 
+/** What bench/lib/getter.mjs reads: the bucket at `endpoint`, with Swift's credentials. */
+function getterEnv(endpoint) {
+  return { ENDPOINT: endpoint, BUCKET, REGION: info.region, AK: info.admin.accessKeyId, SK: info.admin.secretAccessKey };
+}
+
 /** The bare loop: our signer and node:http, `inFlight` GETs at once, in a process of its own. */
 async function bareLoop(endpoint, keys, inFlight) {
   const out = await run(process.execPath, [join(repo, "bench/lib/bare-get.mjs")], {
     env: {
-      ENDPOINT: endpoint,
-      BUCKET,
-      REGION: info.region,
-      AK: info.admin.accessKeyId,
-      SK: info.admin.secretAccessKey,
+      ...getterEnv(endpoint),
       KEYS_FILE: keysFile(keys),
       IN_FLIGHT: String(inFlight),
     },
@@ -172,11 +157,7 @@ async function plainProxy(endpoint, key, depth) {
     args: [join(repo, "bench/lib/plain-proxy.mjs")],
     env: {
       PORT: String(port),
-      ENDPOINT: endpoint,
-      BUCKET,
-      REGION: info.region,
-      AK: info.admin.accessKeyId,
-      SK: info.admin.secretAccessKey,
+      ...getterEnv(endpoint),
       KEY: key,
       PARTS: String(depth),
     },
@@ -268,7 +249,7 @@ if (only.has("large")) {
 }
 
 client.destroy();
-await run("bash", [script, "stop", state]).catch(() => {});
+stopSwift();
 if ("keep" in args) say(`kept ${work}`);
 else await rm(work, { recursive: true, force: true });
 console.log(JSON.stringify(results, null, 2));

@@ -2,21 +2,12 @@
 // node:http and piped as it is to the HTTP client (no zip framing, no CRC): as one GET, or with
 // PARTS > 1 as the gateway's ranged parts reader with that many in flight. Their CPU-seconds per
 // GB are what passing the object through costs at the least, each way.
-import { Agent, createServer } from "node:http";
+import { createServer } from "node:http";
 import { pipeline } from "node:stream/promises";
-import { createObjectGetter, PartPool, readInParts } from "../../dist/storage/s3-get.js";
+import { PartPool, readInParts } from "../../dist/storage/s3-get.js";
+import { getterFromEnv } from "./getter.mjs";
 
-const get = createObjectGetter({
-  endpoint: process.env.ENDPOINT,
-  bucket: process.env.BUCKET,
-  region: process.env.REGION,
-  forcePathStyle: true,
-  credentials: async () => ({ accessKeyId: process.env.AK, secretAccessKey: process.env.SK }),
-  agent: new Agent({ keepAlive: true }),
-  maxAttempts: 4,
-  connectTimeoutMs: 5000,
-  bufferBelow: 0,
-});
+const get = getterFromEnv();
 const key = process.env.KEY;
 const depth = Number(process.env.PARTS ?? 1);
 const parts = { partSize: 8 * 1024 * 1024, depth, pool: new PartPool(256 * 1024 * 1024) };

@@ -11,10 +11,13 @@ import { atExit, run } from "./proc.mjs";
 const BUCKET = "zipgate-bench";
 const PREFIX = "data/";
 
-/** `upload`: the names of the sets to put in the bucket (small, few, one). */
-export async function startS3({ repo, work, sets, root, say, upload }) {
+/**
+ * Starts a throwaway Swift s3api with its state in `state` (stopped at exit, also on a crash or
+ * a signal) and creates `bucket`: the start script's output (endpoint, region, admin
+ * credentials), an admin client and stop().
+ */
+export async function startSwift({ repo, state, bucket, say }) {
   const script = join(repo, "scripts/swift-s3.sh");
-  const state = join(work, "swift");
   say("starting Swift s3api on loopback (scripts/swift-s3.sh; it installs the Debian swift packages when missing)");
   let stopped = false;
   const stop = () => {
@@ -24,17 +27,24 @@ export async function startS3({ repo, work, sets, root, say, upload }) {
       execFileSync("bash", [script, "stop", state], { stdio: "ignore" });
     } catch {}
   };
-  atExit(stop); // also on a crash or a signal
+  atExit(stop);
   const info = JSON.parse((await run("bash", [script, "start", state], { timeoutMs: 900_000 })).trim().split("\n").pop());
-  const s3 = { endpoint: info.endpoint, region: info.region, credentials: info.admin, bucket: BUCKET, prefix: PREFIX };
   const client = new S3Client({
-    endpoint: s3.endpoint,
-    region: s3.region,
-    credentials: s3.credentials,
+    endpoint: info.endpoint,
+    region: info.region,
+    credentials: info.admin,
     forcePathStyle: true,
     requestChecksumCalculation: "WHEN_REQUIRED",
   });
-  await client.send(new CreateBucketCommand({ Bucket: BUCKET }));
+  await client.send(new CreateBucketCommand({ Bucket: bucket }));
+  return { info, client, stop };
+}
+
+/** `upload`: the names of the sets to put in the bucket (small, few, one). */
+export async function startS3({ repo, work, sets, root, say, upload }) {
+  const state = join(work, "swift");
+  const { info, client, stop } = await startSwift({ repo, state, bucket: BUCKET, say });
+  const s3 = { endpoint: info.endpoint, region: info.region, credentials: info.admin, bucket: BUCKET, prefix: PREFIX };
   // [key in the bucket, file it is read from]
   const objects = upload.flatMap((set) => sets[set].keys.map((key, i) => [key, sets[set].sources?.[i] ?? key]));
   const t0 = Date.now();
