@@ -9,8 +9,9 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, 
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { buildAgainst } from "./lib/against.mjs";
 import { curl, firstByte } from "./lib/client.mjs";
-import { CONTENDERS, contentLength, stopServer } from "./lib/contenders.mjs";
+import { AGAINST, CONTENDERS, contentLength, stopServer } from "./lib/contenders.mjs";
 import { dataPlan, generate } from "./lib/data.mjs";
 import { atExit, cpuSeconds, peakRssMiB, readChars, run, sampleRss, sleep, tail } from "./lib/proc.mjs";
 import { startS3, stopS3 } from "./lib/s3.mjs";
@@ -22,7 +23,16 @@ const MiB = 1 << 20;
 const GiB = 1 << 30;
 
 // ---------------------------------------------------------------- options
-const argv = process.argv.slice(2);
+// `--name=value` and `--name value` both work for options that take a value.
+const VALUED = ["only", "reps", "data", "out", "against", "small-count"];
+const argv = process.argv.slice(2).flatMap((a, i, all) => {
+  const name = a.replace(/^--/, "");
+  if (a.startsWith("--") && VALUED.includes(name) && all[i + 1] !== undefined && !all[i + 1].startsWith("--")) {
+    all[i + 1] = `--${name}=${all[i + 1]}`;
+    return [];
+  }
+  return [a];
+});
 const flag = (name) => argv.includes(`--${name}`);
 const option = (name) => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 if (flag("help")) {
@@ -34,20 +44,31 @@ if (flag("help")) {
   --reps=N      repetitions per contender (default: quick 3, full 5)
   --data=<dir>  generate the data there and keep it (reused by later runs with the same plan)
   --keep        keep the temp folder (data and server logs) at the end
-  --out=<file>  where to write the JSON (default bench/results/<YYYY-MM-DD>.json)`);
+  --out=<file>  where to write the JSON (default bench/results/<YYYY-MM-DD>.json)
+  --against=<git ref>
+                build that ref in a worktree (.cache/bench-against/<commit>) and run it beside
+                the working tree, interleaved, on the same data and Node: the cases large,
+                small, many, deflate, large-s3 and small-s3 (Swift is started) with the quick
+                data plan, unless --only or --full says otherwise; prints the ratio of each
+                metric and both builds' CPU per GB, and fails (exit 3) on a loss over 3 %
+  --full        with --against: the full data plan
+  --small-count=N
+                small files in the small set (default 10,000)`);
   process.exit(0);
 }
-const known = new Set(["quick", "s3", "keep", "help"]);
+const known = new Set(["quick", "s3", "keep", "help", "full"]);
 for (const a of argv) {
   const name = a.replace(/^--/, "").split("=")[0];
-  if (!known.has(name) && !["only", "reps", "data", "out"].includes(name)) {
+  if (!known.has(name) && !VALUED.includes(name)) {
     console.error(`bench: unknown option ${a} (see --help)`);
     process.exit(2);
   }
 }
-const quick = flag("quick");
-const wantS3 = flag("s3");
-const only = option("only")?.split(",").filter(Boolean);
+const againstRef = option("against");
+const quick = flag("quick") || (againstRef !== undefined && !flag("full"));
+const AGAINST_CASES = ["large", "small", "many", "deflate", "large-s3", "small-s3"];
+const only = option("only")?.split(",").filter(Boolean) ?? (againstRef ? AGAINST_CASES : undefined);
+const wantS3 = flag("s3") || (againstRef !== undefined && only.some((id) => id.includes("s3")));
 const reps = Number(option("reps") ?? (quick ? 3 : 5));
 const warmup = 1;
 
@@ -57,12 +78,22 @@ const say = (msg) => process.stderr.write(`bench: ${msg}\n`);
 // Each: which contenders, which set, one measured run (`once`), the columns shown, and the
 // metrics its ratios are taken on (`better`: "higher" or "lower"). Quick mode uses smaller
 // large files and fewer rounds where a round is long (see `reps`).
-const plan = dataPlan(quick);
+const plan = dataPlan(quick, { smallCount: option("small-count") ? Number(option("small-count")) : undefined });
 const largeLabel = `${plan.largeCount} × ${plan.largeBytes / MiB} MiB`;
 const halfBytes = Math.ceil(plan.largeCount / 2) * plan.largeBytes;
 const CONCURRENCY = 32;
 const CONCURRENT_CAP_S = quick ? 4 : 15;
+/**
+ * Contenders of a scenario: with --against, the ref's build joins zipgate, and the copy limit
+ * and the naive gateway (measured often enough) make way for time; nginx stays where it is the
+ * copy limit (large files), zipstream-ng where it runs.
+ */
+const contenders = (list) => (againstRef ? ["zipgate", "against", ...list.filter((id) => id === "nginx" || id === "zipstream")] : list);
 const ALL = ["zipgate", "copy", "naive", "zipstream"];
+/** Throughput and CPU metrics on which the working tree may not lose over 3 % against --against. */
+const GUARDED = new Set(["mbps", "cpuPerGB", "filesPerS", "cpuS", "cpuMsPerObject", "seconds"]);
+/** Both zipgate builds make zipballs; the others serve the set as it is. */
+const isZipgate = (id) => id === "zipgate" || id === "against";
 const gib = (bytes) => fmt(bytes / GiB, bytes % GiB === 0 ? 0 : bytes >= GiB ? 1 : 2);
 
 const smallColumns = [
@@ -78,6 +109,7 @@ const smallColumns = [
 const smallRatios = [
   { metric: "filesPerS", better: "higher", label: "files/s" },
   { metric: "repeatByteMs", better: "lower", label: "TTFB" },
+  { metric: "cpuS", better: "lower", label: "CPU" },
 ];
 
 const SCENARIOS = [
@@ -86,37 +118,68 @@ const SCENARIOS = [
     zipballPerRound: true,
     title: `1. Large files: ${largeLabel} (${gib(plan.largeCount * plan.largeBytes)} GiB), one download`,
     set: "large",
-    contenders: ALL,
+    contenders: contenders(["zipgate", "nginx", "copy", "naive", "zipstream"]),
     reps: reps,
     async once(srv, id) {
-      // zipgate: a new zipball every time, so each download computes every CRC (its costliest case).
-      const url = id === "zipgate" ? (await srv.prepare("large")).url : srv.url;
+      // zipgate: a new zipball every time (its objects' CRCs are known once a first download read them).
+      const url = isZipgate(id) ? (await srv.prepare("large")).url : srv.url;
       const c0 = cpuSeconds(srv.pid);
       const r = await curl(url);
       const cpu = cpuSeconds(srv.pid) - c0;
       expectStatus(r, 200);
       return { mbps: r.bytes / r.seconds / 1e6, cpuPerGB: cpu / (r.bytes / 1e9), seconds: r.seconds, bytes: r.bytes };
     },
-    ratios: [{ metric: "mbps", better: "higher", label: "MB/s" }],
+    ratios: [
+      { metric: "mbps", better: "higher", label: "MB/s" },
+      { metric: "cpuPerGB", better: "lower", label: "CPU" },
+    ],
     columns: [
       ["MB/s", "mbps"],
       ["CPU s/GB", "cpuPerGB"],
       ["seconds", "seconds"],
       ["archive bytes", "bytes", 0],
     ],
-    note: "zipgate: a new zipball each round, so every download is a first one (all CRCs computed from the data); the POST is not timed",
+    note: "zipgate: a new zipball each round (the POST is not timed); nginx: the same files as plain downloads, one curl, one connection",
   },
   {
     id: "small",
     zipballPerRound: true,
     title: `2+3. Many small files: ${plan.smallCount.toLocaleString("en-US")} × ${plan.smallBytes / 1024} KiB (folder store): files/s, time to headers and first byte`,
     set: "small",
-    contenders: ALL,
-    reps: quick ? 2 : reps,
+    contenders: contenders(ALL),
+    reps: againstRef ? 3 : quick ? 2 : reps,
     once: smallOnce,
     ratios: smallRatios,
     columns: smallColumns,
     note: "each round: zipgate creates a new zipball (create = POST: listing, stat, manifest), then two full GETs: its first and a repeat; files/s, MB/s and CPU are the repeat GET's; the others keep no state, so both GETs are alike",
+  },
+  {
+    id: "deflate",
+    zipballPerRound: true,
+    title: `7. Deflate: ${plan.textCount} × ${plan.textBytes / 1024} KiB of text, compressed, one download`,
+    set: "text",
+    contenders: ["zipgate", ...(againstRef ? ["against"] : [])],
+    reps: reps,
+    async once(srv) {
+      const { url } = await srv.prepare("text", { compression: "deflate" });
+      const c0 = cpuSeconds(srv.pid);
+      const r = await curl(url);
+      const cpu = cpuSeconds(srv.pid) - c0;
+      expectStatus(r, 200);
+      const source = this.setBytes;
+      return { mbps: source / r.seconds / 1e6, cpuPerGB: cpu / (source / 1e9), seconds: r.seconds, ratio: r.bytes / source };
+    },
+    ratios: [
+      { metric: "mbps", better: "higher", label: "MB/s" },
+      { metric: "cpuPerGB", better: "lower", label: "CPU" },
+    ],
+    columns: [
+      ["source MB/s", "mbps"],
+      ["CPU s/GB of source", "cpuPerGB"],
+      ["seconds", "seconds"],
+      ["size / source", "ratio", 3],
+    ],
+    note: "zipgate only (with --against, both builds): a new deflate zipball each round; MB/s and CPU per GB of the source bytes",
   },
   ...s3Scenarios(),
   {
@@ -163,13 +226,13 @@ const SCENARIOS = [
     zipballPerRound: true,
     title: `5. ${plan.manyCount.toLocaleString("en-US")} entries (zip64 by count), ${plan.manyBytes} B each, one download`,
     set: "many",
-    contenders: quick ? ["zipgate", "zipstream"] : ALL,
+    contenders: againstRef ? contenders(ALL) : quick ? ["zipgate", "zipstream"] : ALL,
     reps: quick ? 1 : Math.min(reps, 2),
     warmup: 0,
     async once(srv, id) {
       let createMs = 0;
       let url = srv.url;
-      if (id === "zipgate") ({ url, createMs } = await srv.prepare("many"));
+      if (isZipgate(id)) ({ url, createMs } = await srv.prepare("many"));
       const c0 = cpuSeconds(srv.pid);
       const r = await curl(url);
       const cpu = cpuSeconds(srv.pid) - c0;
@@ -205,7 +268,7 @@ const SCENARIOS = [
     },
     async once(srv, id) {
       // zipgate: fresh zipballs, so no CRC is known before the round.
-      const fresh = async () => (id === "zipgate" ? (await srv.prepare("large")).url : srv.url);
+      const fresh = async () => (isZipgate(id) ? (await srv.prepare("large")).url : srv.url);
       const resume = async (url) => {
         const total = id === "copy" ? this.setBytes : await contentLength(url);
         const at = Math.floor(total * 0.9);
@@ -276,8 +339,8 @@ function s3Scenarios() {
       set,
       s3: true,
       link: ms ? { latencyMs: ms } : undefined,
-      contenders: ["zipgate", "copy", "naive"],
-      reps: quick ? 1 : 2,
+      contenders: againstRef ? ["zipgate", "against"] : ["zipgate", "copy", "naive"],
+      reps: againstRef ? 3 : quick ? 1 : 2,
       warmup: 0,
       once: s3SmallOnce,
       ratios: [
@@ -304,22 +367,24 @@ function s3Scenarios() {
     set: "one",
     s3: true,
     link,
-    contenders: ["zipgate", "copy", "naive"],
-    reps: quick ? 2 : 3,
+    contenders: againstRef ? ["zipgate", "against", "copy"] : ["zipgate", "copy", "naive"],
+    reps: againstRef ? 3 : quick ? 2 : 3,
     async once(srv) {
       const c0 = cpuSeconds(srv.pid);
       const r = await curl(srv.url);
       const cpu = cpuSeconds(srv.pid) - c0;
       expectStatus(r, 200);
-      return { mbps: r.bytes / r.seconds / 1e6, cpuPerGB: cpu / (r.bytes / 1e9), seconds: r.seconds };
+      return { mbps: r.bytes / r.seconds / 1e6, cpuPerGB: cpu / (r.bytes / 1e9), seconds: r.seconds, ttfbMs: r.ttfb * 1000 };
     },
     ratios: [
       { metric: "mbps", better: "higher", label: "MB/s" },
       { metric: "cpuPerGB", better: "lower", label: "CPU" },
+      { metric: "ttfbMs", better: "lower", label: "TTFB" },
     ],
     columns: [
       ["MB/s", "mbps"],
       ["CPU s/GB", "cpuPerGB"],
+      ["TTFB ms", "ttfbMs", 1],
       ["seconds", "seconds"],
     ],
     note: "zipgate: one zipball, its warm-up download records the CRC, so the rounds are repeat downloads (ranged parts in flight when the store is the bottleneck); the copy limit and the naive gateway read the object as one GetObject stream",
@@ -332,12 +397,12 @@ async function s3SmallOnce(srv, id) {
   const count = this.files;
   let createMs = null;
   let url = srv.url;
-  if (id === "zipgate") ({ url, createMs } = await srv.prepare(this.set));
+  if (isZipgate(id)) ({ url, createMs } = await srv.prepare(this.set));
   let c0 = cpuSeconds(srv.pid);
   const first = await firstByte(url);
   expectStatus(first, 200);
   let timed = first;
-  if (id === "zipgate") {
+  if (isZipgate(id)) {
     c0 = cpuSeconds(srv.pid);
     timed = await firstByte(url);
     expectStatus(timed, 200);
@@ -360,7 +425,7 @@ async function s3SmallOnce(srv, id) {
 async function smallOnce(srv, id, { repeat = true } = {}) {
   let createMs = null;
   let url = srv.url;
-  if (id === "zipgate") ({ url, createMs } = await srv.prepare("small")); // a new zipball: its first GET
+  if (isZipgate(id)) ({ url, createMs } = await srv.prepare("small")); // a new zipball: its first GET
   let c0 = cpuSeconds(srv.pid);
   const first = await firstByte(url);
   expectStatus(first, 200);
@@ -397,6 +462,8 @@ const work = mkdtempSync(join(tmpdir(), "zipgate-bench-"));
 const root = dataDir ? join(dataDir, "store") : join(work, "store");
 mkdirSync(join(work, "logs"), { recursive: true });
 mkdirSync(root, { recursive: true });
+/** The --against build's own folder store: hard links of the same data. */
+const againstRoot = `${root}-against`;
 let keepWork = flag("keep");
 let cleaned = false;
 /** Removes the generated data (unless --data) and the temp folder (unless kept). */
@@ -404,6 +471,7 @@ function removeWork() {
   if (cleaned) return;
   cleaned = true;
   if (!dataDir) rmSync(join(work, "store"), { recursive: true, force: true });
+  rmSync(againstRoot, { recursive: true, force: true }); // hard links only
   if (keepWork) say(`kept ${work} (server logs in ${join(work, "logs")})`);
   else rmSync(work, { recursive: true, force: true });
 }
@@ -469,6 +537,10 @@ const started = Date.now();
 let s3 = null;
 try {
   if (loadavg()[0] > 1) say(`load average is ${loadavg()[0].toFixed(2)} before we start: other work on this machine will add noise`);
+  if (againstRef) {
+    Object.assign(AGAINST, buildAgainst(repo, againstRef, say));
+    results.against = { ref: againstRef, commit: AGAINST.commit, label: AGAINST.label };
+  }
   const zs = await ensureZipstreamNg();
   results.machine.zipstreamNg = zs.version ?? null;
   if (zs.skip) say(`zipstream-ng comparison skipped: ${zs.skip}`);
@@ -477,7 +549,16 @@ try {
   const sets = generate(root, plan, parts, say);
   const setsFile = join(work, "sets.json");
   writeFileSync(setsFile, JSON.stringify(Object.fromEntries(Object.entries(sets).map(([k, v]) => [k, v.keys]))));
-  const ctx = { repo, work, root, sets, setsFile, zipstreamNg: Boolean(zs.version), zipstreamSkip: zs.skip };
+  const roots = {};
+  if (againstRef) {
+    // Same inodes, so the same page cache; each build's .zipgate/ state stays its own.
+    rmSync(againstRoot, { recursive: true, force: true });
+    mkdirSync(againstRoot, { recursive: true });
+    const dirs = [...new Set(Object.values(sets).flatMap((set) => set.keys.map((k) => k.split("/")[0])))].filter((d) => existsSync(join(root, d)));
+    for (const d of dirs) execFileSync("cp", ["-al", join(root, d), join(againstRoot, d)]);
+    roots.against = againstRoot;
+  }
+  const ctx = { repo, work, root, roots, sets, setsFile, zipstreamNg: Boolean(zs.version), zipstreamSkip: zs.skip };
 
   for (const sc of selected) {
     if (sc.s3 && !wantS3) {
@@ -518,8 +599,8 @@ async function runScenario(sc, ctx) {
         servers[id] = srv;
         // zipgate makes a zipball per round where the scenario says so; one made up front too would
         // only sit in its caches (for scenario 5, a second 100,000-entry zipball in its peak RSS).
-        if (!(sc.zipballPerRound && id === "zipgate")) Object.assign(srv, await srv.prepare(sc.set));
-        if (sc.rangeProbe && id !== "zipgate" && id !== "copy") {
+        if (!(sc.zipballPerRound && isZipgate(id))) Object.assign(srv, await srv.prepare(sc.set));
+        if (sc.rangeProbe && !isZipgate(id) && id !== "copy") {
           const why = await sc.rangeProbe(srv);
           if (why) {
             out.skipped[id] = why;
@@ -642,6 +723,22 @@ function targets(res) {
       met: value === undefined || value === null ? null : pass(value),
     });
   const times = ratioText;
+  // Issue 23's acceptance targets: the copy limit is nginx's sendfile of the same files.
+  add("1. large files ≥ 0.85× nginx sendfile of the same files", ratio("large", "nginx"), (v) => v >= 0.85, times);
+  add("1. large files ≥ 1.5× zipstream-ng", ratio("large", "zipstream"), (v) => v >= 1.5, times);
+  add("2. small files ≥ 2.5× zipstream-ng (files/s)", ratio("small", "zipstream"), (v) => v >= 2.5, times);
+  add(
+    "1b. one large S3 object: ≤ 1.5 s of gateway CPU per GB",
+    sc["large-s3"]?.contenders?.zipgate?.median?.cpuPerGB,
+    (v) => v <= 1.5,
+    (v) => `${fmt(v, 2)} s/GB`,
+  );
+  add(
+    "1b. one large S3 object: time to first byte ≤ 1.2× one plain GET (copy limit)",
+    sc["large-s3"]?.contenders?.copy?.zipgateRatio?.ttfbMs,
+    (v) => v >= 1 / 1.2,
+    (v) => `${fmt(1 / v, 2)}× the plain GET's`,
+  );
   add(
     "1. large files ≥ 60 % of the copy limit",
     ratio("large", "copy"),
@@ -695,6 +792,20 @@ function targets(res) {
   return list;
 }
 
+function againstLosses(res) {
+  const out = [];
+  for (const s of res.scenarios) {
+    const a = s.contenders?.against;
+    if (!a) continue;
+    const sc = SCENARIOS.find((x) => x.id === s.id);
+    for (const { metric, label } of sc.ratios) {
+      const r = a.zipgateRatio?.[metric];
+      if (GUARDED.has(metric) && r !== undefined && r < 0.97) out.push({ scenario: s.id, metric, label, ratio: r });
+    }
+  }
+  return out;
+}
+
 /** 1.23×, 0.42×, 0.0036×: two decimals, or two significant digits below 0.1. */
 function ratioText(v) {
   return `${v >= 0.1 ? fmt(v, 2) : Number(v.toPrecision(2)).toString()}×`;
@@ -740,13 +851,32 @@ function report(res) {
     if (s.note) lines.push(`  ${s.note}`);
   }
   res.targets = targets(res);
+  if (res.against) {
+    res.againstLosses = againstLosses(res);
+    lines.push("");
+    lines.push(`Against ${res.against.label} (working tree ÷ ${res.against.label}, > 1 = the working tree is ahead; CPU per GB of both)`);
+    for (const s of res.scenarios) {
+      const a = s.contenders?.against;
+      const z = s.contenders?.zipgate;
+      if (!a || !z) continue;
+      const sc = SCENARIOS.find((x) => x.id === s.id);
+      const parts = sc.ratios.map(({ metric, label }) => `${label} ${a.zipgateRatio?.[metric] === undefined ? "–" : ratioText(a.zipgateRatio[metric])}`);
+      const cpu = z.median.cpuPerGB !== undefined ? `; CPU s/GB ${fmt(z.median.cpuPerGB, 2)} vs ${fmt(a.median.cpuPerGB, 2)}` : "";
+      lines.push(`  ${s.id.padEnd(16)} ${parts.join(", ")}${cpu}`);
+    }
+    if (res.againstLosses.length === 0) lines.push("  no case loses more than 3 %");
+    for (const l of res.againstLosses) lines.push(`  ✗ ${l.scenario}: ${l.label} ${ratioText(l.ratio)} (a loss over 3 %: write down why, or it is not done)`);
+  }
   lines.push("");
   lines.push("Targets");
   for (const t of res.targets) lines.push(`  ${t.met === null ? "–" : t.met ? "✓" : "✗"} ${t.target}: ${t.shown}`);
   const text = lines.join("\n");
   console.log(text);
-  const out = option("out") ?? join(repo, "bench/results", `${res.date.slice(0, 10)}${quick ? "-quick" : ""}.json`);
+  const out =
+    option("out") ??
+    join(repo, "bench/results", `${res.date.slice(0, 10)}${res.against ? `-against-${res.against.commit.slice(0, 7)}` : quick ? "-quick" : ""}.json`);
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, `${JSON.stringify(res, null, 2)}\n`);
   say(`results written to ${out}`);
+  if (res.againstLosses?.length) process.exitCode = 3;
 }

