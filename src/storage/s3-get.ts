@@ -187,6 +187,12 @@ async function body(res: IncomingMessage, req: GetRequest, bufferBelow: number):
     res.destroy();
     throw new S3RequestError("InvalidRange", "the object store ignored the byte range", 416);
   }
+  // A store that ignored If-Match must not pass another version off as the pinned one.
+  const etag = res.headers.etag;
+  if (req.etag && etag !== undefined && unquoted(etag) !== unquoted(req.etag)) {
+    res.destroy();
+    throw new S3RequestError("PreconditionFailed", "the object store answered another version", 412);
+  }
   if (Number.isFinite(length) && expected !== undefined && length !== expected) {
     res.destroy();
     // Shorter or longer than asked: the object is not the one pinned.
@@ -195,6 +201,8 @@ async function body(res: IncomingMessage, req: GetRequest, bufferBelow: number):
   if (Number.isFinite(length) && length <= bufferBelow) return collect(res, length);
   return res as Readable;
 }
+
+const unquoted = (etag: string): string => etag.replace(/^W\//, "").replace(/^"|"$/g, "");
 
 async function collect(res: Readable, max: number): Promise<Buffer> {
   const { chunks, total } = await chunksUpTo(res, max);

@@ -15,7 +15,7 @@ import {
 import { NodeHttpHandler } from "@smithy/node-http-handler";
 import { GatewayError, ObjectAccessDenied, ObjectChanged, ObjectNotFound, StorageTimeout, StorageUnavailable } from "../errors.js";
 import { createObjectGetter, PartPool, readInParts } from "./s3-get.js";
-import type { ListItem, ObjectInfo, ReadOptions, Storage } from "./types.js";
+import type { ListItem, ObjectBody, ObjectInfo, ReadOptions, Storage, VersionedStream } from "./types.js";
 
 export interface S3StorageOptions {
   bucket: string;
@@ -228,7 +228,7 @@ export function createS3Storage(options: S3StorageOptions): Storage {
         const end = range?.end ?? opts.size;
         const etag = opts.etag || undefined;
         try {
-          return await timed(opts.signal, (signal) =>
+          const body = await timed(opts.signal, (signal) =>
             // Large enough for parts, and a version to hold every part to.
             end !== undefined && etag !== undefined && parts.depth > 1 && end - start >= 2 * partSize
               ? readInParts(
@@ -241,6 +241,7 @@ export function createS3Storage(options: S3StorageOptions): Storage {
                 )
               : get({ key: base + key, range, etag, signal }),
           );
+          return withVersion(body, key, etag);
         } catch (err) {
           throw mapError(err, key);
         }
@@ -258,7 +259,9 @@ export function createS3Storage(options: S3StorageOptions): Storage {
             { abortSignal },
           ),
         );
-        return res.Body as Readable;
+        // A store that ignored If-Match answers another version: no proof then (the CRC check catches it).
+        const same = opts.etag && res.ETag?.replace(/^W\//, "").replace(/^"|"$/g, "") === opts.etag.replace(/^W\//, "").replace(/^"|"$/g, "");
+        return withVersion(res.Body as Readable, key, same ? opts.etag : undefined);
       } catch (err) {
         throw mapError(err, key);
       }
@@ -348,6 +351,15 @@ export function createS3Storage(options: S3StorageOptions): Storage {
 }
 
 /** A full-object CRC32 (base64, big-endian) as a number; composite (`…-N`) values are not usable. */
+/**
+ * A body read with If-Match names its version: the store enforced the ETag, a hash of the
+ * content, so every body of that key and ETag carries the same bytes.
+ */
+function withVersion(body: Readable | Buffer, key: string, etag: string | undefined): ObjectBody {
+  if (etag !== undefined && !Buffer.isBuffer(body)) (body as VersionedStream).version = `${key}\0${etag}`;
+  return body;
+}
+
 export function fullObjectCrc32(value: string | undefined, type: string | undefined): number | undefined {
   if (!value || value.includes("-") || (type !== undefined && type !== "FULL_OBJECT")) return undefined;
   const bytes = Buffer.from(value, "base64");

@@ -22,7 +22,22 @@ export type ListItem = ({ kind: "file" } & ObjectInfo) | { kind: "dir"; key: str
  * An object's bytes: a stream, or, for an object small enough to have been read in one call,
  * the bytes themselves (no stream machinery per small object).
  */
-export type ObjectBody = Readable | Buffer;
+export type ObjectBody = VersionedStream | Buffer;
+
+/**
+ * A stream that may name the exact content it carries. `version` is set only where the store
+ * has a proof that userspace cannot forge that two bodies with the same version carry the same
+ * bytes: on S3 an ETag the store enforced with If-Match (a content hash), on a local disk the
+ * inode, size, mtime and ctime of a file whose ctime was settled when it was opened (the kernel
+ * sets ctime on every change and no call can set it back). A CRC computed over one body then
+ * holds for every later body of the same version, which need not be hashed again.
+ */
+export type VersionedStream = Readable & { version?: string };
+
+/** The version a body names, if any (see VersionedStream). */
+export function versionOf(body: ObjectBody): string | undefined {
+  return Buffer.isBuffer(body) ? undefined : body.version;
+}
 
 /** The chunks of a body, whichever form it has. */
 export function chunksOf(body: ObjectBody): AsyncIterable<Buffer> | Iterable<Buffer> {

@@ -43,11 +43,18 @@ export class BufferPool {
 /** The pool of the folder store's 256 KiB reads; up to 64 (16 MiB) kept between uses. */
 export const readBuffers = new BufferPool(256 * 1024, 64);
 
+/**
+ * The pool of the folder store's 1 MiB reads, for the few large files streamed at once that
+ * get them (fs.ts, LARGE_READ_STREAMS); up to 16 (16 MiB) kept between uses.
+ */
+export const largeReadBuffers = new BufferPool(1024 * 1024, 16);
+
 /** The pool of the archive stream's 64 KiB batches (headers and small objects); up to 64 (4 MiB) kept. */
 export const batchBuffers = new BufferPool(64 * 1024, 64);
 
 /** Gives back a buffer that came from either pool, once nothing reads it any more. */
 export function giveBack(view: Uint8Array): void {
   readBuffers.release(view);
+  largeReadBuffers.release(view);
   batchBuffers.release(view);
 }

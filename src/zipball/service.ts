@@ -46,6 +46,9 @@ export interface ZipballServiceOptions {
   cacheBytes?: number;
 }
 
+/** Object versions whose CRC is kept as verified: about 150 bytes each. */
+const VERIFIED_VERSIONS = 50_000;
+
 /** Heap bytes of one cached layout entry (object, CRC slots), measured with 100,000. */
 const LAYOUT_ENTRY_BYTES = 160;
 
@@ -90,6 +93,11 @@ export interface Download {
 export class ZipballService {
   readonly #opts: ZipballServiceOptions;
   readonly #layouts: LRUCache<string, Download>;
+  /**
+   * CRCs of object versions this process hashed whole, by the version the store proved
+   * (VersionedStream): a repeat download of an unchanged large object is not hashed again.
+   */
+  readonly #verified = new LRUCache<string, number>({ max: VERIFIED_VERSIONS });
 
   constructor(options: ZipballServiceOptions) {
     this.#opts = options;
@@ -246,6 +254,7 @@ export class ZipballService {
       start: range.start,
       end: range.end,
       knownCrcs: known,
+      verified: this.#verified,
       lookupCrc: async (indexes) => {
         const computed = await this.#computeCrcs(download, indexes, signal);
         metrics?.crcs.inc({ how: "read" }, computed.size);

@@ -156,4 +156,34 @@ describe("archive stream", () => {
     const body = await openArchiveRange({ layout, read, knownCrcs });
     await expect(collect(body)).rejects.toThrow(/changed/);
   });
+
+  it("sends a body whose version was verified with the expected CRC without hashing it again, and hashes any other", async () => {
+    const { layout, crcs } = setup("descriptor");
+    const i = layout.entries.findIndex((e) => e.size > 100_000);
+    const entry = layout.entries[i];
+    if (!entry) throw new Error("no large entry");
+    const size = entry.size;
+    // Stubbed store: bytes that are not the object's, under a version it claims was verified. Only
+    // a stream that is never hashed lets them through, which is how the skip shows.
+    const other = randomBytes(size);
+    const versioned = (version: string, bytes: Buffer) => Object.assign(Readable.from([bytes]), { version });
+    const one = computeLayout([{ name: "big.bin", kind: "file", size, mtimeMs: 1_700_000_000_000, form: "classic" }]);
+    const known = new Map([[0, crcs[i] as number]]);
+    const verified = new Map<string, number>([["v1", crcs[i] as number]]);
+    const skipped = await collect(await openArchiveRange({ layout: one, read: async () => versioned("v1", other), knownCrcs: known, verified }));
+    expect(skipped.length).toBe(one.total);
+    // Another version is hashed, and its bytes do not match: cut.
+    await expect(collect(await openArchiveRange({ layout: one, read: async () => versioned("v2", other), knownCrcs: known, verified }))).rejects.toThrow(
+      /changed/,
+    );
+    // A version hashed whole is remembered with its CRC.
+    const fresh = randomBytes(size);
+    await collect(await openArchiveRange({ layout: one, read: async () => versioned("v3", fresh), knownCrcs: new Map([[0, crc32(fresh)]]), verified }));
+    expect(verified.get("v3")).toBe(crc32(fresh));
+    // A version verified with another CRC than the one expected proves nothing.
+    verified.set("v4", (crc32(fresh) ^ 1) >>> 0);
+    await expect(
+      collect(await openArchiveRange({ layout: one, read: async () => versioned("v4", other), knownCrcs: new Map([[0, crc32(fresh)]]), verified })),
+    ).rejects.toThrow(/changed/);
+  });
 });
