@@ -27,6 +27,7 @@ ENV MALLOC_MMAP_THRESHOLD_=131072
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY bin ./bin
 COPY package.json LICENSE ./
 COPY docker/entrypoint.sh /usr/local/bin/zipgate-entrypoint
 RUN mkdir -p /data && chown node:node /data
@@ -39,4 +40,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
 # Starts as root only to take the uid of the mounted /data's owner, then drops to it
 # (node, uid 1000, for a fresh volume); with --user it runs as given.
 ENTRYPOINT ["zipgate-entrypoint"]
-CMD ["node", "dist/main.js"]
+CMD ["bin/zipgate"]

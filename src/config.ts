@@ -411,6 +411,8 @@ const READ_ONLY_WITH = [
   "ZIPGATE_WEBHOOK_SECRET",
   "ZIPGATE_WEBHOOK_ATTEMPTS",
   "ZIPGATE_WEBHOOK_BACKOFF_MS",
+  // Read by bin/zipgate, which starts the process with these Node flags.
+  "ZIPGATE_NODE_FLAGS",
 ];
 
 export interface LoadOptions {

@@ -1,7 +1,7 @@
 // The servers under test: zipgate (dist/main.js), the build of another ref (--against) and
 // the comparisons, each started as its own process on loopback so its CPU, memory and reads
 // can be read from /proc.
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { join } from "node:path";
 import { NGINX } from "./nginx.mjs";
@@ -93,11 +93,16 @@ async function startZipgate(ctx, s3, checkout, role) {
     });
   }
   const name = s3 ? `${role}-s3` : role;
+  // Each build started the way `npm start` starts it: through its bin/zipgate where it has one
+  // (which picks Node flags for its store), else `node dist/main.js`. GATEWAY_NODE_ARGS adds
+  // Node options for both builds (--cpu-prof; through NODE_OPTIONS for the launcher).
+  const launcher = join(checkout, "bin/zipgate");
+  const extra = (process.env.GATEWAY_NODE_ARGS ?? "").split(" ").filter(Boolean);
+  if (existsSync(launcher) && extra.length > 0) env.NODE_OPTIONS = extra.join(" ");
   const srv = await startServer({
     name,
-    command: process.execPath,
-    // GATEWAY_NODE_ARGS: Node options for both builds (--cpu-prof, --trace-gc).
-    args: [...(process.env.GATEWAY_NODE_ARGS ?? "").split(" ").filter(Boolean), join(checkout, "dist/main.js")],
+    command: existsSync(launcher) ? launcher : process.execPath,
+    args: existsSync(launcher) ? [] : [...extra, join(checkout, "dist/main.js")],
     env,
     port,
     logFile: join(ctx.work, "logs", `${name}.log`),

@@ -85,6 +85,8 @@ export interface LayoutEntry {
   readonly kind: "file" | "dir";
   readonly size: number;
   readonly mtimeMs: number;
+  /** DOS date (high 16 bits) and time of mtimeMs, computed once with the layout: every header of every download writes it. */
+  readonly dosTime: number;
   readonly utf8: boolean;
   readonly zip64: boolean;
   /** A file in the classic form: CRC and sizes in the local header, no data descriptor. */
@@ -152,6 +154,7 @@ export function computeLayout(inputs: readonly LayoutInput[]): Layout {
       kind: input.kind,
       size,
       mtimeMs: input.mtimeMs,
+      dosTime: dosDateTime(input.mtimeMs),
       utf8: !PRINTABLE_ASCII.test(name),
       zip64,
       classic,
@@ -221,7 +224,7 @@ export function localHeader(entry: LayoutEntry, crc = 0): Buffer {
  * is written, so `buf` need not be zeroed. A classic entry's header holds `crc` and the sizes.
  */
 export function writeLocalHeader(entry: LayoutEntry, buf: Buffer, at: number, crc = 0): void {
-  const dosTime = dosDateTime(entry.mtimeMs);
+  const dosTime = entry.dosTime;
   buf.writeUInt32LE(SIG_LOCAL, at);
   buf.writeUInt16LE(entry.zip64 ? VERSION_ZIP64 : VERSION_DEFAULT, at + 4);
   buf.writeUInt16LE(flags(entry), at + 6);
@@ -281,7 +284,7 @@ export function centralRecord(entry: LayoutEntry, crc: number): Buffer {
  * `at`; every byte is written.
  */
 export function writeCentralRecord(entry: LayoutEntry, crc: number, buf: Buffer, at: number): void {
-  const dosTime = dosDateTime(entry.mtimeMs);
+  const dosTime = entry.dosTime;
   const isDir = entry.kind === "dir";
   const version = entry.zip64 ? VERSION_ZIP64 : VERSION_DEFAULT;
   buf.writeUInt32LE(SIG_CENTRAL, at);

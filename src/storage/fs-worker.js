@@ -128,7 +128,7 @@ function answer(batch) {
       nums[at + 2] = Number(stat.mtimeMs);
       etags[i] = etagOf(stat);
       if (fd === -1) continue;
-      opened.set(fd, stat.ctimeNs);
+      opened.set(fd, stat);
       const start = /** @type {number} */ (batch.nums[i * 3]);
       const wanted = /** @type {number} */ (batch.nums[i * 3 + 1]);
       const end = wanted < 0 ? size : wanted;
@@ -160,7 +160,7 @@ function answer(batch) {
         got += n;
       }
       // Written to while it was read (ctime moves even when the mtime is put back)?
-      if (changedSince(fd, etags[i])) throw Object.assign(new Error("the file changed while it was read"), { code: "ECHANGED" });
+      if (changedSince(fd)) throw Object.assign(new Error("the file changed while it was read"), { code: "ECHANGED" });
       nums[at + 3] = offset;
       nums[at + 4] = got;
       nums[at + 5] = piece;
@@ -174,18 +174,18 @@ function answer(batch) {
   return { nums, etags: etags.join("\0"), data: buffers.length > 0 ? buffers.map((b) => /** @type {ArrayBuffer} */ (b.buffer)) : null, errors };
 }
 
-/** @type {Map<number, bigint>} */
+/** The stat of each open descriptor when it was opened. @type {Map<number, import("node:fs").BigIntStats>} */
 const opened = new Map();
 
 /**
- * Whether the file open as `fd` is no longer the version `etag` names (read at open, with
- * its ctime then): size, mtime, inode or ctime differ.
+ * Whether the file open as `fd` is no longer the version it was at open: inode, size, mtime
+ * or ctime differ (compared as numbers: an etag string per file cost more than the call).
  * @param {number} fd
- * @param {string | undefined} etag
  */
-function changedSince(fd, etag) {
+function changedSince(fd) {
   const now = fstatSync(fd, { bigint: true });
-  return etagOf(now) !== etag || now.ctimeNs !== opened.get(fd);
+  const then = opened.get(fd);
+  return then === undefined || now.ino !== then.ino || now.size !== then.size || now.mtimeNs !== then.mtimeNs || now.ctimeNs !== then.ctimeNs;
 }
 
 /**

@@ -2,6 +2,7 @@ import { createHash, createHmac } from "node:crypto";
 import { type Agent, request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { Readable } from "node:stream";
+import { partBuffers } from "../util/buffer-pool.js";
 
 /** Credentials as the AWS SDK's providers resolve them. */
 export interface Credentials {
@@ -403,7 +404,42 @@ export async function readInParts(
  * copying them into the pooled read buffers measured no better than keeping them.
  */
 async function whole(body: Readable, size: number): Promise<Buffer[]> {
-  const { chunks, total } = await chunksUpTo(body, size);
-  if (total !== size) throw new S3RequestError("PreconditionFailed", "the object is shorter than its length", 412);
-  return chunks;
+  const out: Buffer[] = [];
+  let buf: Buffer | undefined;
+  let used = 0;
+  let total = 0;
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      total += chunk.length;
+      if (total > size) {
+        body.destroy();
+        throw new S3RequestError("PreconditionFailed", "the object is longer than its length", 412);
+      }
+      // Copied into pooled buffers at once: the socket's chunk dies young (a scavenge frees
+      // it), where one held until its part's turn would be promoted and need a full collection.
+      let from = 0;
+      while (from < chunk.length) {
+        buf ??= partBuffers.take();
+        const n = Math.min(chunk.length - from, buf.length - used);
+        chunk.copy(buf, used, from, from + n);
+        used += n;
+        from += n;
+        if (used === buf.length) {
+          out.push(buf);
+          buf = undefined;
+          used = 0;
+        }
+      }
+    }
+  } catch (err) {
+    for (const b of out) partBuffers.release(b);
+    if (buf) partBuffers.release(buf);
+    throw err;
+  }
+  if (buf) out.push(buf.subarray(0, used));
+  if (total !== size) {
+    for (const b of out) partBuffers.release(b);
+    throw new S3RequestError("PreconditionFailed", "the object is shorter than its length", 412);
+  }
+  return out;
 }
