@@ -147,7 +147,7 @@ const SCENARIOS = [
     title: `2+3. Many small files: ${plan.smallCount.toLocaleString("en-US")} × ${plan.smallBytes / 1024} KiB (folder store): files/s, time to headers and first byte`,
     set: "small",
     contenders: contenders(ALL),
-    reps: againstRef ? 3 : quick ? 2 : reps,
+    reps: againstRef ? Math.max(reps, 5) : quick ? 2 : reps,
     once: smallOnce,
     ratios: smallRatios,
     columns: smallColumns,

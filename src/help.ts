@@ -28,6 +28,8 @@ Store
                                 large objects as ranged parts in flight, and their memory
   AWS_REGION, AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY   the S3 client's
   ZIPGATE_STORE_CONNECT_TIMEOUT (default 5s)   ZIPGATE_STORE_TIMEOUT (default 20s)
+  ZIPGATE_NODE_FLAGS            Node flags bin/zipgate starts the process with (default: on s3://
+                                stores a small young generation, see the README; none otherwise)
 
 Keys and secrets (each also as NAME_FILE=/run/secrets/…, read from that file)
   ZIPGATE_API_KEYS              key1,key2=/scope/|/other/ (default: one generated, kept in the store)
