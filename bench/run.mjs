@@ -559,8 +559,8 @@ try {
     roots.against = againstRoot;
   }
   // A link changes its file's ctime, and so does new data: the folder store proves a file
-  // unchanged by a ctime older than 2 s (src/storage/fs.ts), as files that are served are.
-  await sleep(2_100);
+  // unchanged by a ctime older than 10 s (src/storage/fs.ts), as files that are served are.
+  await sleep(10_100);
   const ctx = { repo, work, root, roots, sets, setsFile, zipstreamNg: Boolean(zs.version), zipstreamSkip: zs.skip };
 
   for (const sc of selected) {

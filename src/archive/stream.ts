@@ -311,7 +311,7 @@ class StoreWatch {
 
   during<T>(step: Promise<T>, body: Readable): Promise<T> {
     this.#body = body;
-    this.#since = Date.now();
+    this.#since = performance.now();
     if (this.#timer === undefined) this.#arm(this.ms);
     return new Promise<T>((resolve, reject) => {
       this.#reject = reject;
@@ -348,7 +348,7 @@ class StoreWatch {
     const body = this.#body;
     const reject = this.#reject;
     if (body === undefined || reject === undefined) return;
-    const waited = Date.now() - this.#since;
+    const waited = performance.now() - this.#since;
     if (waited < this.ms) {
       this.#arm(this.ms - waited);
       return;

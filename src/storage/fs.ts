@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { type BigIntStats, constants, close as fsClose, fstat as fsFstat, open as fsOpen, read as fsRead } from "node:fs";
-import { type FileHandle, link, mkdir, open as openHandle, realpath, rename, rm, rmdir, writeFile } from "node:fs/promises";
+import { type FileHandle, link, mkdir, open as openHandle, realpath, rename, rm, rmdir, statfs, writeFile } from "node:fs/promises";
 import { join, resolve, sep } from "node:path";
 import { Readable } from "node:stream";
 import { promisify } from "node:util";
@@ -214,8 +214,11 @@ async function openStream(
     // The signal may have fired meanwhile: a stream made with an aborted signal errors with nobody listening yet.
     signal?.throwIfAborted();
     const stream: VersionedStream = fdStream(fd, start, end, chunkSize, signal, key, st);
-    // A ctime older than any timestamp granularity: every later change shows as a new ctime.
-    if (BigInt(Date.now() - CTIME_SETTLED_MS) * 1_000_000n > st.ctimeNs) stream.version = `${key}\0${etag}\0${st.ctimeNs}`;
+    // A ctime that settled on a file system whose ctime the kernel keeps: every later change
+    // shows as a new ctime.
+    if (BigInt(Date.now() - CTIME_SETTLED_MS) * 1_000_000n > st.ctimeNs && (await provesChanges(path, st.dev))) {
+      stream.version = `${key}\0${etag}\0${st.ctimeNs}`;
+    }
     return stream;
   } catch (err) {
     fsClose(fd, () => {});
@@ -224,12 +227,36 @@ async function openStream(
 }
 
 /**
- * How old a file's ctime must be at open for the file's identity to prove its content: a
- * change after the open then gets a later ctime, also on file systems whose timestamps are
- * coarse (jiffies, or whole seconds on some). A file changed more recently is hashed whole
- * on every download until it has settled.
+ * How old a file's ctime must be at open for the file's identity to prove its content. A
+ * change after the open then gets a later ctime, also where timestamps are coarse (jiffies,
+ * whole seconds). And a write(2) stamps the ctime as it starts, not as its bytes land: one
+ * slowed down by a slow disk can still be changing bytes seconds after its stamp, so the
+ * margin is well past that. A file changed more recently is hashed whole on every download
+ * until it has settled.
  */
-const CTIME_SETTLED_MS = 2_000;
+const CTIME_SETTLED_MS = 10_000;
+
+/**
+ * Local file systems whose ctime the kernel sets on every change and no call can set back
+ * (statfs f_type): ext2/3/4, XFS, Btrfs, tmpfs, F2FS, ZFS, overlayfs. Elsewhere (FUSE, SMB,
+ * NFS, vfat, exFAT…) the ctime is the server's or a creation time, and nothing is proven:
+ * every object sent whole is hashed.
+ */
+const CTIME_KEEPERS = new Set([0xef53, 0x58465342, 0x9123683e, 0x01021994, 0xf2f52010, 0x2fc12fc1, 0x794c7630]);
+/** Whether each device's file system keeps ctimes (asked once per device). */
+const deviceKeepsCtime = new Map<bigint, Promise<boolean>>();
+
+function provesChanges(path: string, dev: bigint): Promise<boolean> {
+  let known = deviceKeepsCtime.get(dev);
+  if (known === undefined) {
+    known = statfs(toRaw(path)).then(
+      (fs) => CTIME_KEEPERS.has(fs.type),
+      () => false,
+    );
+    deviceKeepsCtime.set(dev, known);
+  }
+  return known;
+}
 
 const openFile = promisify(fsOpen);
 const fstatFile = promisify(fsFstat);

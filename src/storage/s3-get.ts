@@ -194,6 +194,8 @@ async function body(res: IncomingMessage, req: GetRequest, bufferBelow: number):
     res.destroy();
     throw new S3RequestError("PreconditionFailed", "the object store answered another version", 412);
   }
+  // The answer names the version asked for, with a strong ETag: the bytes are that version's.
+  if (req.etag && etag !== undefined && !etag.startsWith("W/")) confirmed.add(res);
   if (Number.isFinite(length) && expected !== undefined && length !== expected) {
     res.destroy();
     // Shorter or longer than asked: the object is not the one pinned.
@@ -201,6 +203,18 @@ async function body(res: IncomingMessage, req: GetRequest, bufferBelow: number):
   }
   if (Number.isFinite(length) && length <= bufferBelow) return collect(res, length);
   return res as Readable;
+}
+
+/** Bodies whose answer carried the strong ETag they were asked for (If-Match): see `etagConfirmed`. */
+const confirmed = new WeakSet<object>();
+
+/**
+ * Whether the store confirmed that `body` is the version asked for: its answer (the first
+ * part's, for an object read in parts) carried the strong ETag the request named in If-Match. A store
+ * or proxy that drops the ETag proves nothing, and such bodies are hashed as they are sent.
+ */
+export function etagConfirmed(body: Readable | Buffer): boolean {
+  return confirmed.has(body);
 }
 
 const unquoted = (etag: string): string => etag.replace(/^W\//, "").replace(/^"|"$/g, "");
@@ -389,6 +403,9 @@ export async function readInParts(
     }
   }
   const out = Readable.from(chunks(), { objectMode: false, highWaterMark: 64 * 1024 });
+  // Confirmed as its first part's answer was (every part is asked for with If-Match, and an
+  // answer naming another ETag fails the read).
+  if (!Buffer.isBuffer(first) && confirmed.has(first)) confirmed.add(out);
   // Destroyed before its first read, the generator never runs its cleanup: the first part's
   // response (and its socket) is let go here.
   out.once("close", () => {
@@ -419,7 +436,8 @@ async function whole(body: Readable, size: number): Promise<Buffer[]> {
       // it), where one held until its part's turn would be promoted and need a full collection.
       let from = 0;
       while (from < chunk.length) {
-        buf ??= partBuffers.take();
+        // Whole pooled buffers, and the part's tail in one of its own size: the part pool counts the part's bytes.
+        buf ??= size - total + chunk.length - from >= partBuffers.size ? partBuffers.take() : Buffer.allocUnsafe(size - total + chunk.length - from);
         const n = Math.min(chunk.length - from, buf.length - used);
         chunk.copy(buf, used, from, from + n);
         used += n;

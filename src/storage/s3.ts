@@ -14,7 +14,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
 import { GatewayError, ObjectAccessDenied, ObjectChanged, ObjectNotFound, StorageTimeout, StorageUnavailable } from "../errors.js";
-import { createObjectGetter, PartPool, readInParts } from "./s3-get.js";
+import { createObjectGetter, etagConfirmed, PartPool, readInParts } from "./s3-get.js";
 import type { ListItem, ObjectBody, ObjectInfo, ReadOptions, Storage, VersionedStream } from "./types.js";
 
 export interface S3StorageOptions {
@@ -241,7 +241,7 @@ export function createS3Storage(options: S3StorageOptions): Storage {
                 )
               : get({ key: base + key, range, etag, signal }),
           );
-          return withVersion(body, key, etag);
+          return withVersion(body, key, etag !== undefined && etagConfirmed(body) ? etag : undefined);
         } catch (err) {
           throw mapError(err, key);
         }
@@ -260,7 +260,11 @@ export function createS3Storage(options: S3StorageOptions): Storage {
           ),
         );
         // A store that ignored If-Match answers another version: no proof then (the CRC check catches it).
-        const same = opts.etag && res.ETag?.replace(/^W\//, "").replace(/^"|"$/g, "") === opts.etag.replace(/^W\//, "").replace(/^"|"$/g, "");
+        const same =
+          opts.etag &&
+          res.ETag !== undefined &&
+          !res.ETag.startsWith("W/") &&
+          res.ETag.replace(/^"|"$/g, "") === opts.etag.replace(/^W\//, "").replace(/^"|"$/g, "");
         return withVersion(res.Body as Readable, key, same ? opts.etag : undefined);
       } catch (err) {
         throw mapError(err, key);
@@ -352,8 +356,9 @@ export function createS3Storage(options: S3StorageOptions): Storage {
 
 /** A full-object CRC32 (base64, big-endian) as a number; composite (`…-N`) values are not usable. */
 /**
- * A body read with If-Match names its version: the store enforced the ETag, a hash of the
- * content, so every body of that key and ETag carries the same bytes.
+ * A body read with If-Match whose answer carried that strong ETag names its version: the
+ * store enforced the ETag, a hash of the content, so every body of that key and ETag carries
+ * the same bytes.
  */
 function withVersion(body: Readable | Buffer, key: string, etag: string | undefined): ObjectBody {
   if (etag !== undefined && !Buffer.isBuffer(body)) (body as VersionedStream).version = `${key}\0${etag}`;

@@ -46,8 +46,8 @@ export interface ZipballServiceOptions {
   cacheBytes?: number;
 }
 
-/** Object versions whose CRC is kept as verified: about 150 bytes each. */
-const VERIFIED_VERSIONS = 50_000;
+/** Memory for the CRCs of verified object versions, by the length of their keys: about 50,000 of 100-byte keys. */
+const VERIFIED_BYTES = 16 * 1024 * 1024;
 
 /** Heap bytes of one cached layout entry (object, CRC slots), measured with 100,000. */
 const LAYOUT_ENTRY_BYTES = 160;
@@ -97,7 +97,7 @@ export class ZipballService {
    * CRCs of object versions this process hashed whole, by the version the store proved
    * (VersionedStream): a repeat download of an unchanged large object is not hashed again.
    */
-  readonly #verified = new LRUCache<string, number>({ max: VERIFIED_VERSIONS });
+  readonly #verified = new LRUCache<string, number>({ maxSize: VERIFIED_BYTES, sizeCalculation: (_, version) => 64 + 2 * version.length });
 
   constructor(options: ZipballServiceOptions) {
     this.#opts = options;

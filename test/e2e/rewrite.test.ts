@@ -91,7 +91,7 @@ describe("a file rewritten in place while it streams", () => {
   it("hashes a repeat download again once the file was rewritten, also after its ctime has settled, and cuts it", async () => {
     // A repeat download of a settled file is not hashed (its inode, size, mtime and ctime prove
     // the bytes whose CRC is known); a rewrite moves the ctime, so the proof no longer holds.
-    const settle = () => new Promise((r) => setTimeout(r, 2_200));
+    const settle = () => new Promise((r) => setTimeout(r, 10_200));
     await settle();
     const url = await zipballUrl(gw, { objects: [{ path: "/c/big.bin" }] });
     for (let i = 0; i < 2; i++) {
