@@ -190,7 +190,8 @@ async function* generate(opts: ArchiveStreamOptions, start: number, end: number,
         early = undefined;
         // A body proven to carry the very bytes whose CRC is expected needs no hashing.
         const version = complete ? versionOf(body) : undefined;
-        const proven = version !== undefined && crcs.has(seg.index) && opts.verified?.get(version) === crcs.get(seg.index);
+        const expectedCrc = crcs.get(seg.index);
+        const proven = version !== undefined && expectedCrc !== undefined && opts.verified?.get(version) === expectedCrc;
         const whole = complete && !proven;
         let crc = 0;
         let got = 0;

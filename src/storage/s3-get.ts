@@ -194,8 +194,7 @@ async function body(res: IncomingMessage, req: GetRequest, bufferBelow: number):
     res.destroy();
     throw new S3RequestError("PreconditionFailed", "the object store answered another version", 412);
   }
-  // The answer names the version asked for, with a strong ETag: the bytes are that version's.
-  if (req.etag && etag !== undefined && !etag.startsWith("W/")) confirmed.add(res);
+  if (req.etag && confirmsEtag(etag, req.etag)) confirmed.add(res);
   if (Number.isFinite(length) && expected !== undefined && length !== expected) {
     res.destroy();
     // Shorter or longer than asked: the object is not the one pinned.
@@ -218,6 +217,11 @@ export function etagConfirmed(body: Readable | Buffer): boolean {
 }
 
 const unquoted = (etag: string): string => etag.replace(/^W\//, "").replace(/^"|"$/g, "");
+
+/** Whether an answer's ETag names the version asked for, strongly: the bytes are that version's. */
+export function confirmsEtag(answered: string | undefined, asked: string): boolean {
+  return answered !== undefined && !answered.startsWith("W/") && unquoted(answered) === unquoted(asked);
+}
 
 async function collect(res: Readable, max: number): Promise<Buffer> {
   const { chunks, total } = await chunksUpTo(res, max);

@@ -14,7 +14,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
 import { GatewayError, ObjectAccessDenied, ObjectChanged, ObjectNotFound, StorageTimeout, StorageUnavailable } from "../errors.js";
-import { createObjectGetter, etagConfirmed, PartPool, readInParts } from "./s3-get.js";
+import { confirmsEtag, createObjectGetter, etagConfirmed, PartPool, readInParts } from "./s3-get.js";
 import type { ListItem, ObjectBody, ObjectInfo, ReadOptions, Storage, VersionedStream } from "./types.js";
 
 export interface S3StorageOptions {
@@ -260,12 +260,7 @@ export function createS3Storage(options: S3StorageOptions): Storage {
           ),
         );
         // A store that ignored If-Match answers another version: no proof then (the CRC check catches it).
-        const same =
-          opts.etag &&
-          res.ETag !== undefined &&
-          !res.ETag.startsWith("W/") &&
-          res.ETag.replace(/^"|"$/g, "") === opts.etag.replace(/^W\//, "").replace(/^"|"$/g, "");
-        return withVersion(res.Body as Readable, key, same ? opts.etag : undefined);
+        return withVersion(res.Body as Readable, key, opts.etag && confirmsEtag(res.ETag, opts.etag) ? opts.etag : undefined);
       } catch (err) {
         throw mapError(err, key);
       }
@@ -354,7 +349,6 @@ export function createS3Storage(options: S3StorageOptions): Storage {
   };
 }
 
-/** A full-object CRC32 (base64, big-endian) as a number; composite (`…-N`) values are not usable. */
 /**
  * A body read with If-Match whose answer carried that strong ETag names its version: the
  * store enforced the ETag, a hash of the content, so every body of that key and ETag carries
@@ -365,6 +359,7 @@ function withVersion(body: Readable | Buffer, key: string, etag: string | undefi
   return body;
 }
 
+/** A full-object CRC32 (base64, big-endian) as a number; composite (`…-N`) values are not usable. */
 export function fullObjectCrc32(value: string | undefined, type: string | undefined): number | undefined {
   if (!value || value.includes("-") || (type !== undefined && type !== "FULL_OBJECT")) return undefined;
   const bytes = Buffer.from(value, "base64");
