@@ -18,7 +18,8 @@ export function buildAgainst(repo, ref, say) {
   } catch {
     throw new Error(`--against: ${ref} is not a commit of this repository`);
   }
-  const label = `${ref}@${commit.slice(0, 7)}`;
+  // A ref that is the commit itself (or a prefix of it) is shown by its short form alone.
+  const label = commit.startsWith(ref) ? commit.slice(0, 7) : `${ref}@${commit.slice(0, 7)}`;
   const dir = join(repo, ".cache", "bench-against", commit);
   const built = join(dir, ".bench-built");
   if (existsSync(built) && existsSync(join(dir, "dist", "main.js"))) {
