@@ -18,11 +18,23 @@
  *   unzipper Parse, fflate Unzip…) read without guessing; it needs the CRC
  *   before the local header.
  *
- * Zip64 is decided per entry from its size and its local-header offset; when
- * an entry is zip64, its local header carries a zip64 extra, its data
- * descriptor uses 8-byte sizes and its central record carries a zip64 extra,
- * so streaming readers and central-directory readers agree on the widths.
+ * Zip64 is used only where a value does not fit in 32 bits, and holds only
+ * the fields that do not (APPNOTE 4.5.3; Go's archive/zip and Java read
+ * exactly the fields whose 32-bit value is 0xFFFFFFFF, in order). An entry of
+ * 4 GiB or more carries a zip64 extra with both sizes in its local header, an
+ * 8-byte-size data descriptor (readers size the descriptor from the local
+ * header) and both sizes in its central record's zip64 extra; an entry whose
+ * local header starts at or past 4 GiB carries its offset in its central
+ * record's zip64 extra. "Version needed" is what the entry needs: 1.0 for a
+ * stored file, 2.0 for a folder, 4.5 for any zip64 use (APPNOTE 4.4.3.2).
+ *
+ * The bytes of a layout are fixed by `LAYOUT_REVISION`, which the download's
+ * ETag includes: a change of layout rules gives every archive a new ETag, so a
+ * range resumed across an upgrade is answered whole (If-Range), never mixed.
  */
+
+/** Changes whenever the same entries would be laid out in other bytes. */
+export const LAYOUT_REVISION = 2;
 
 const SIG_LOCAL = 0x04034b50;
 const SIG_DESCRIPTOR = 0x08074b50;
@@ -34,7 +46,9 @@ const SIG_EOCD = 0x06054b50;
 const FLAG_DATA_DESCRIPTOR = 0x0008;
 const FLAG_UTF8 = 0x0800;
 
-const VERSION_DEFAULT = 20;
+/** Version needed to extract (APPNOTE 4.4.3.2): stored file, folder (or deflate), zip64. */
+const VERSION_STORED = 10;
+const VERSION_FOLDER = 20;
 const VERSION_ZIP64 = 45;
 /** "Made by" host 3 (Unix) so external attributes carry Unix modes. */
 const MADE_BY_UNIX = 3 << 8;
@@ -45,7 +59,6 @@ const MAX_16 = 0xffff;
 const LOCAL_FIXED = 30;
 const CENTRAL_FIXED = 46;
 const ZIP64_LOCAL_EXTRA = 20;
-const ZIP64_CENTRAL_EXTRA = 28;
 const TIMESTAMP_EXTRA = 9;
 const DESCRIPTOR_32 = 16;
 const DESCRIPTOR_64 = 24;
@@ -88,7 +101,12 @@ export interface LayoutEntry {
   /** DOS date (high 16 bits) and time of mtimeMs, computed once with the layout: every header of every download writes it. */
   readonly dosTime: number;
   readonly utf8: boolean;
+  /** Size of 4 GiB or more: zip64 extra with both sizes in the local header and the central record, 8-byte descriptor sizes. */
   readonly zip64: boolean;
+  /** Local header at or past 4 GiB: its offset in the central record's zip64 extra. */
+  readonly zip64Offset: boolean;
+  /** Version needed to extract, the same in the local header and the central record. */
+  readonly version: number;
   /** A file in the classic form: CRC and sizes in the local header, no data descriptor. */
   readonly classic: boolean;
   /** Offset of the local header. */
@@ -125,8 +143,8 @@ function hasTimestamp(mtimeMs: number): boolean {
   return seconds >= INT32_MIN && seconds <= INT32_MAX;
 }
 
-/** Printable ASCII only: names that need no UTF-8 flag. */
-const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
+/** Any code unit outside ASCII: bit 11 (UTF-8) is set iff a name has one. */
+const NON_ASCII = /[\u0080-\uffff]/;
 
 /** Computes the full layout. Pure: the same input gives the same layout. */
 export function computeLayout(inputs: readonly LayoutInput[]): Layout {
@@ -141,13 +159,14 @@ export function computeLayout(inputs: readonly LayoutInput[]): Layout {
     const isFile = input.kind === "file";
     const size = isFile ? input.size : 0;
     if (!Number.isSafeInteger(size) || size < 0) throw new RangeError("entry size must be a non-negative integer");
-    const zip64 = size >= MAX_32 || offset >= MAX_32;
+    const zip64 = size >= MAX_32;
+    const zip64Offset = offset >= MAX_32;
     const classic = isFile && input.form === "classic";
     if (classic) classicCount++;
     const ts = hasTimestamp(input.mtimeMs) ? TIMESTAMP_EXTRA : 0;
     const localLength = LOCAL_FIXED + nameLength + (zip64 ? ZIP64_LOCAL_EXTRA : 0) + ts;
     const descriptorLength = isFile && !classic ? (zip64 ? DESCRIPTOR_64 : DESCRIPTOR_32) : 0;
-    const centralLength = CENTRAL_FIXED + nameLength + (zip64 ? ZIP64_CENTRAL_EXTRA : 0) + ts;
+    const centralLength = CENTRAL_FIXED + nameLength + zip64CentralLength(zip64, zip64Offset) + ts;
     entries.push({
       name,
       nameLength,
@@ -155,8 +174,10 @@ export function computeLayout(inputs: readonly LayoutInput[]): Layout {
       size,
       mtimeMs: input.mtimeMs,
       dosTime: dosDateTime(input.mtimeMs),
-      utf8: !PRINTABLE_ASCII.test(name),
+      utf8: NON_ASCII.test(name),
       zip64,
+      zip64Offset,
+      version: zip64 || zip64Offset ? VERSION_ZIP64 : isFile ? VERSION_STORED : VERSION_FOLDER,
       classic,
       offset,
       localLength,
@@ -179,6 +200,11 @@ export function computeLayout(inputs: readonly LayoutInput[]): Layout {
   const total = central + endLength;
   if (total > MAX_SAFE) throw new RangeError("archive too large");
   return { entries, centralStart, centralSize, endOffset: central, zip64End, endLength, classicCount, total };
+}
+
+/** Bytes of a central record's zip64 extra: both sizes, the offset, or both; none when neither needs it. */
+function zip64CentralLength(sizes: boolean, offset: boolean): number {
+  return sizes || offset ? 4 + (sizes ? 16 : 0) + (offset ? 8 : 0) : 0;
 }
 
 /** DOS date (high 16 bits) and time (low 16 bits), in UTC so every replica writes the same bytes. */
@@ -226,12 +252,12 @@ export function localHeader(entry: LayoutEntry, crc = 0): Buffer {
 export function writeLocalHeader(entry: LayoutEntry, buf: Buffer, at: number, crc = 0): void {
   const dosTime = entry.dosTime;
   buf.writeUInt32LE(SIG_LOCAL, at);
-  buf.writeUInt16LE(entry.zip64 ? VERSION_ZIP64 : VERSION_DEFAULT, at + 4);
+  buf.writeUInt16LE(entry.version, at + 4);
   buf.writeUInt16LE(flags(entry), at + 6);
   buf.writeUInt16LE(0, at + 8); // stored
   buf.writeUInt32LE(dosTime >>> 0, at + 10); // time, then date
   // Descriptor form: CRC and sizes follow in the data descriptor (bit 3). Classic form: here.
-  // Either way zip64 entries point to their extra for the sizes.
+  // Either way an entry of 4 GiB or more points to its zip64 extra for the sizes.
   const size = entry.classic ? entry.size : 0;
   buf.writeUInt32LE(entry.classic ? crc >>> 0 : 0, at + 14);
   buf.writeUInt32LE(entry.zip64 ? MAX_32 : size, at + 18);
@@ -286,10 +312,10 @@ export function centralRecord(entry: LayoutEntry, crc: number): Buffer {
 export function writeCentralRecord(entry: LayoutEntry, crc: number, buf: Buffer, at: number): void {
   const dosTime = entry.dosTime;
   const isDir = entry.kind === "dir";
-  const version = entry.zip64 ? VERSION_ZIP64 : VERSION_DEFAULT;
   buf.writeUInt32LE(SIG_CENTRAL, at);
-  buf.writeUInt16LE(MADE_BY_UNIX | version, at + 4);
-  buf.writeUInt16LE(version, at + 6);
+  // Made by: Unix, spec version 4.5 (the newest feature any of our archives uses).
+  buf.writeUInt16LE(MADE_BY_UNIX | VERSION_ZIP64, at + 4);
+  buf.writeUInt16LE(entry.version, at + 6);
   buf.writeUInt16LE(flags(entry), at + 8);
   buf.writeUInt16LE(0, at + 10);
   buf.writeUInt32LE(dosTime >>> 0, at + 12); // time, then date
@@ -301,16 +327,24 @@ export function writeCentralRecord(entry: LayoutEntry, crc: number, buf: Buffer,
   buf.writeUInt32LE(0, at + 32); // comment length, disk
   buf.writeUInt16LE(0, at + 36); // internal attributes
   buf.writeUInt32LE((((isDir ? MODE_DIR : MODE_FILE) << 16) | (isDir ? DOS_DIRECTORY : 0)) >>> 0, at + 38);
-  buf.writeUInt32LE(entry.zip64 ? MAX_32 : entry.offset, at + 42);
+  buf.writeUInt32LE(entry.zip64Offset ? MAX_32 : entry.offset, at + 42);
   buf.write(entry.name, at + CENTRAL_FIXED, entry.nameLength, "utf8");
   let p = at + CENTRAL_FIXED + entry.nameLength;
-  if (entry.zip64) {
+  const extra = zip64CentralLength(entry.zip64, entry.zip64Offset);
+  if (extra > 0) {
+    // Only the fields whose 32-bit value above is 0xFFFFFFFF, in the order of APPNOTE 4.5.3.
     buf.writeUInt16LE(0x0001, p);
-    buf.writeUInt16LE(24, p + 2);
-    buf.writeBigUInt64LE(BigInt(entry.size), p + 4);
-    buf.writeBigUInt64LE(BigInt(entry.size), p + 12);
-    buf.writeBigUInt64LE(BigInt(entry.offset), p + 20);
-    p += ZIP64_CENTRAL_EXTRA;
+    buf.writeUInt16LE(extra - 4, p + 2);
+    p += 4;
+    if (entry.zip64) {
+      buf.writeBigUInt64LE(BigInt(entry.size), p);
+      buf.writeBigUInt64LE(BigInt(entry.size), p + 8);
+      p += 16;
+    }
+    if (entry.zip64Offset) {
+      buf.writeBigUInt64LE(BigInt(entry.offset), p);
+      p += 8;
+    }
   }
   if (hasTimestamp(entry.mtimeMs)) writeTimestamp(buf, p, entry.mtimeMs);
 }

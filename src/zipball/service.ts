@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from "node:crypto";
 import { LRUCache } from "lru-cache";
-import { computeLayout, crcsNeeded, type Layout } from "../archive/layout.js";
+import { computeLayout, crcsNeeded, LAYOUT_REVISION, type Layout } from "../archive/layout.js";
 import { CLASSIC_INLINE_MAX, type EntryReader, openArchiveRange } from "../archive/stream.js";
 import { streamedArchive } from "../archive/streamed.js";
 import { checkScopes } from "../auth.js";
@@ -368,7 +368,8 @@ function prepare(zipball: Zipball, skipped: ReadonlySet<number>): Download {
   const entries = indexes.map((i) => zipball.entries[i] as PinnedEntry);
   const layout = computeLayout(entries);
   const variant = skipped.size === 0 ? "" : `\n${[...skipped].sort((a, b) => a - b).join(",")}`;
-  const etag = `"${createHash("sha256").update(`${manifest.id}\n${manifest.entries}${variant}`).digest("base64url").slice(0, 32)}"`;
+  // The layout's revision too: bytes laid out by other rules (another release) never share an ETag.
+  const etag = `"${createHash("sha256").update(`${LAYOUT_REVISION}\n${manifest.id}\n${manifest.entries}${variant}`).digest("base64url").slice(0, 32)}"`;
   return {
     zipball,
     indexes,

@@ -5,6 +5,7 @@ import { computeLayout, type LayoutInput } from "../../src/archive/layout.js";
 import { openArchiveRange } from "../../src/archive/stream.js";
 import { createFsStorage } from "../../src/storage/fs.js";
 import type { Storage } from "../../src/storage/types.js";
+import { checkZip } from "./zip-rules.js";
 
 export async function tempDir(prefix = "zipgate-test-"): Promise<{ path: string; cleanup: () => Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), prefix));
@@ -52,6 +53,8 @@ export async function archiveOf(storage: Storage, items: Array<{ name: string; k
     return storage.read(source.key, { etag: source.etag, range: r, signal });
   };
   const body = await collect(await openArchiveRange({ layout, read, ...range }));
+  // A whole archive is checked against the structural rules (zip-rules.ts).
+  if (range === undefined) await checkZip(body);
   return { layout, body };
 }
 

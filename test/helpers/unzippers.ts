@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { checkZip } from "./zip-rules.js";
 
 const run = promisify(execFile);
 const VERIFY_PY = fileURLToPath(new URL("./verify.py", import.meta.url));
@@ -84,6 +85,8 @@ export interface VerifyOptions {
  */
 export async function verifyWithUnzippers(zip: string, expected: readonly ExpectedEntry[], options: VerifyOptions = {}): Promise<void> {
   const extract = options.extract ?? true;
+  // Every byte against the structural rules readers depend on (zip-rules.ts).
+  await checkZip(zip);
   // Python: names, sizes, CRCs, exact timestamps from the UT extra.
   const py = await pythonEntries(zip);
   const pyNames = py.map((e) => e.name.normalize("NFC")).sort();
@@ -247,6 +250,7 @@ export async function verifyWithStreamingReaders(
   options: VerifyOptions & { readers?: ReadonlyArray<(typeof STREAMING_READERS)[number]> } = {},
 ): Promise<void> {
   const readers = options.readers ?? STREAMING_READERS;
+  await checkZip(zip);
   if (readers.includes("java ZipInputStream")) checkStreamed("java ZipInputStream", await javaStreamEntries(zip), expected);
   if (readers.includes("fflate Unzip")) checkStreamed("fflate Unzip", await fflateStreamEntries(zip), expected);
   if (!readers.includes("bsdtar -xf -")) return;
@@ -272,6 +276,7 @@ export async function verifyWithStreamingReaders(
 
 /** How many file entries of the archive (by its central directory) have the classic form, and how many a data descriptor (bit 3). */
 export async function entryForms(zip: string): Promise<{ classic: number; descriptor: number }> {
+  await checkZip(zip);
   const script =
     "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nf = [i for i in z.infolist() if not i.is_dir()]\nd = sum(1 for i in f if i.flag_bits & 8)\nprint(len(f) - d, d)";
   const { stdout } = await run("python3", ["-c", script, zip]);

@@ -112,22 +112,33 @@ describe("layout", () => {
     expect(endRecords(many).readUInt32LE(0)).toBe(0x06064b50);
   });
 
-  it("makes an entry of 4 GiB or more zip64 with a 24-byte descriptor and zip64 extras", () => {
+  it("makes an entry of 4 GiB or more zip64 with a 24-byte descriptor and zip64 extras, and one past 4 GiB zip64 for its offset only", () => {
     const big = 2 ** 32 + 10;
     const layout = computeLayout([file("small", 3), file("big", big), file("after", 4)]);
     const [small, e, after] = layout.entries;
     expect(small?.zip64).toBe(false);
+    expect(small?.version).toBe(10);
     expect(e?.zip64).toBe(true);
+    expect(e?.version).toBe(45);
     expect(e?.descriptorLength).toBe(24);
     expect(e?.localLength).toBe(30 + 3 + 20 + 9);
-    expect(e?.centralLength).toBe(46 + 3 + 28 + 9);
-    // The small entry after the big one starts beyond 4 GiB: zip64 for its offset, consistently.
+    // Both sizes, no offset (the big entry starts below 4 GiB).
+    expect(e?.centralLength).toBe(46 + 3 + 20 + 9);
+    // The small entry after the big one starts beyond 4 GiB: its offset alone goes in a
+    // central zip64 extra; its sizes fit, so no local extra and a 16-byte descriptor.
     expect(after?.offset).toBeGreaterThan(2 ** 32);
-    expect(after?.zip64).toBe(true);
-    expect(after?.descriptorLength).toBe(24);
+    expect(after?.zip64).toBe(false);
+    expect(after?.zip64Offset).toBe(true);
+    expect(after?.version).toBe(45);
+    expect(after?.localLength).toBe(30 + 5 + 9);
+    expect(after?.descriptorLength).toBe(16);
     const cd = centralRecord(after!, 0);
+    expect(cd.readUInt16LE(6)).toBe(45);
+    expect(cd.readUInt32LE(20)).toBe(4);
     expect(cd.readUInt32LE(42)).toBe(0xffffffff);
-    expect(Number(cd.readBigUInt64LE(46 + 5 + 20))).toBe(after?.offset);
+    expect(cd.readUInt16LE(46 + 5)).toBe(1);
+    expect(cd.readUInt16LE(46 + 5 + 2)).toBe(8);
+    expect(Number(cd.readBigUInt64LE(46 + 5 + 4))).toBe(after?.offset);
     expect(layout.zip64End).toBe(true);
   });
 
@@ -230,7 +241,7 @@ describe("layout", () => {
       { ...file("after", 4), form: "classic" },
     ]);
     const descriptor = computeLayout([file("big", big), file("after", 4)]);
-    expect(descriptor.total - classic.total).toBe(48);
+    expect(descriptor.total - classic.total).toBe(24 + 16);
     const [e, after] = classic.entries;
     const h = localHeader(e!, 7);
     expect(h.readUInt32LE(14)).toBe(7);
@@ -239,9 +250,11 @@ describe("layout", () => {
     expect(h.readUInt16LE(30 + 3)).toBe(1);
     expect(Number(h.readBigUInt64LE(30 + 3 + 4))).toBe(big);
     expect(Number(h.readBigUInt64LE(30 + 3 + 12))).toBe(big);
-    // A small entry past 4 GiB: zip64 for its offset, its real sizes in the extra.
-    expect(after?.zip64).toBe(true);
-    expect(Number(localHeader(after!, 9).readBigUInt64LE(30 + 5 + 4))).toBe(4);
+    // A small entry past 4 GiB: its real sizes in the local header itself, no zip64 extra there.
+    expect(after?.zip64).toBe(false);
+    const ah = localHeader(after!, 9);
+    expect(ah.readUInt32LE(18)).toBe(4);
+    expect(ah.readUInt16LE(28)).toBe(9);
   });
 
   it("writes classic entries as zip-stream does for entries given as Buffers (its classic form)", async () => {
