@@ -87,6 +87,13 @@ export interface Config {
   readAhead: number;
   /** Memory for cached zipballs and layouts (ZIPGATE_CACHE_MB), half each, estimated from entry counts. */
   cacheBytes: number;
+  /**
+   * ZIPGATE_PREPARE_BYTES and ZIPGATE_PREPARE_MS: what a creation reads to learn unknown CRCs,
+   * so its archive is classic from the first download (0 bytes or 0 ms: nothing).
+   */
+  prepareBudget: { bytes: number; ms: number };
+  /** ZIPGATE_DEFLATE_INLINE: largest entry a deflate-mode archive compresses in memory (classic form). */
+  deflateInlineMax: number;
   /** ZIPGATE_URL_ALLOW: non-public hosts and CIDRs URL objects may still fetch. */
   urlAllow: string[];
   jobs: {
@@ -266,6 +273,18 @@ function parseStorage(text: string, env: Record<string, string | undefined>, pro
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) problems.push(`ZIPGATE_STORAGE: unsupported scheme in "${text}" (use a folder path, file: or s3://)`);
   return { kind: "fs", root: text };
+}
+
+/** A size setting ("1 GiB", "512 KiB", bytes), within [min, max]. */
+function size(env: Record<string, string | undefined>, name: string, fallback: number, min: number, max: number, problems: string[]): number {
+  const text = env[name];
+  if (text === undefined || text === "") return fallback;
+  const parsed = parseSize(text);
+  if (parsed === undefined || parsed < min || parsed > max) {
+    problems.push(`${name} must be a size like "1 MiB" between ${min} and ${max} bytes (got "${text}")`);
+    return fallback;
+  }
+  return parsed;
 }
 
 function int(env: Record<string, string | undefined>, name: string, fallback: number, min: number, max: number, problems: string[]): number {
@@ -587,6 +606,11 @@ export function loadConfig(given: Record<string, string | undefined>, options: L
   }
   const readAhead = int(env, "ZIPGATE_READ_AHEAD", 8, 1, 256, problems);
   const cacheBytes = int(env, "ZIPGATE_CACHE_MB", 128, 1, 1_048_576, problems) * 1024 * 1024;
+  const prepareBudget = {
+    bytes: size(env, "ZIPGATE_PREPARE_BYTES", 2 ** 30, 0, Number.MAX_SAFE_INTEGER, problems),
+    ms: int(env, "ZIPGATE_PREPARE_MS", 10_000, 0, 600_000, problems),
+  };
+  const deflateInlineMax = size(env, "ZIPGATE_DEFLATE_INLINE", 1024 * 1024, 0, 64 * 1024 * 1024, problems);
   let boxTtl = 15 * 60;
   if (env.ZIPGATE_BOX_TTL) {
     const parsed = parseDuration(env.ZIPGATE_BOX_TTL);
@@ -671,6 +695,8 @@ export function loadConfig(given: Record<string, string | undefined>, options: L
     ttlSeconds,
     readAhead,
     cacheBytes,
+    prepareBudget,
+    deflateInlineMax,
     urlAllow,
     jobs,
     limits,

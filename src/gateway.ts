@@ -47,6 +47,8 @@ export async function createGateway(config: Config, given: Storage, logger: Logg
     readAhead: config.readAhead,
     idleTimeoutMs: config.limits.storeTimeoutMs,
     cacheBytes: config.cacheBytes / 2,
+    prepareBudget: config.prepareBudget,
+    deflateInlineMax: config.deflateInlineMax,
     urls,
     crcs: new CrcBook(storage, secrets.signingSecret),
     objectCrcs: new ObjectCrcIndex({ storage, secret: secrets.signingSecret }),

@@ -97,6 +97,10 @@ export interface LayoutEntry {
   readonly nameLength: number;
   readonly kind: "file" | "dir";
   readonly size: number;
+  /** 0 stored (every entry of a computed layout), 8 deflated (written by streamed.ts). */
+  readonly method: number;
+  /** Bytes of the data as written: `size` when stored. */
+  readonly compressedSize: number;
   readonly mtimeMs: number;
   /** DOS date (high 16 bits) and time of mtimeMs, computed once with the layout: every header of every download writes it. */
   readonly dosTime: number;
@@ -161,7 +165,8 @@ export function computeLayout(inputs: readonly LayoutInput[]): Layout {
     if (!Number.isSafeInteger(size) || size < 0) throw new RangeError("entry size must be a non-negative integer");
     const zip64 = size >= MAX_32;
     const zip64Offset = offset >= MAX_32;
-    const classic = isFile && input.form === "classic";
+    // An empty file is always classic: its CRC is 0, and a stored entry with a descriptor stops streaming readers.
+    const classic = isFile && (input.form === "classic" || size === 0);
     if (classic) classicCount++;
     const ts = hasTimestamp(input.mtimeMs) ? TIMESTAMP_EXTRA : 0;
     const localLength = LOCAL_FIXED + nameLength + (zip64 ? ZIP64_LOCAL_EXTRA : 0) + ts;
@@ -172,6 +177,8 @@ export function computeLayout(inputs: readonly LayoutInput[]): Layout {
       nameLength,
       kind: input.kind,
       size,
+      method: 0,
+      compressedSize: size,
       mtimeMs: input.mtimeMs,
       dosTime: dosDateTime(input.mtimeMs),
       utf8: NON_ASCII.test(name),
@@ -195,11 +202,16 @@ export function computeLayout(inputs: readonly LayoutInput[]): Layout {
     central += entry.centralLength;
   }
   const centralSize = central - centralStart;
-  const zip64End = entries.length >= MAX_16 || centralStart >= MAX_32 || centralSize >= MAX_32;
-  const endLength = (zip64End ? ZIP64_EOCD + ZIP64_LOCATOR : 0) + EOCD;
+  const { zip64End, endLength } = endShape(entries.length, centralStart, centralSize);
   const total = central + endLength;
   if (total > MAX_SAFE) throw new RangeError("archive too large");
   return { entries, centralStart, centralSize, endOffset: central, zip64End, endLength, classicCount, total };
+}
+
+/** Whether the end records need zip64 (a count or an offset that does not fit), and their length. */
+export function endShape(count: number, centralStart: number, centralSize: number): { zip64End: boolean; endLength: number } {
+  const zip64End = count >= MAX_16 || centralStart >= MAX_32 || centralSize >= MAX_32;
+  return { zip64End, endLength: (zip64End ? ZIP64_EOCD + ZIP64_LOCATOR : 0) + EOCD };
 }
 
 /** Bytes of a central record's zip64 extra: both sizes, the offset, or both; none when neither needs it. */
@@ -254,13 +266,14 @@ export function writeLocalHeader(entry: LayoutEntry, buf: Buffer, at: number, cr
   buf.writeUInt32LE(SIG_LOCAL, at);
   buf.writeUInt16LE(entry.version, at + 4);
   buf.writeUInt16LE(flags(entry), at + 6);
-  buf.writeUInt16LE(0, at + 8); // stored
+  buf.writeUInt16LE(entry.method, at + 8);
   buf.writeUInt32LE(dosTime >>> 0, at + 10); // time, then date
   // Descriptor form: CRC and sizes follow in the data descriptor (bit 3). Classic form: here.
   // Either way an entry of 4 GiB or more points to its zip64 extra for the sizes.
   const size = entry.classic ? entry.size : 0;
+  const csize = entry.classic ? entry.compressedSize : 0;
   buf.writeUInt32LE(entry.classic ? crc >>> 0 : 0, at + 14);
-  buf.writeUInt32LE(entry.zip64 ? MAX_32 : size, at + 18);
+  buf.writeUInt32LE(entry.zip64 ? MAX_32 : csize, at + 18);
   buf.writeUInt32LE(entry.zip64 ? MAX_32 : size, at + 22);
   buf.writeUInt16LE(entry.nameLength, at + 26);
   buf.writeUInt16LE(entry.localLength - LOCAL_FIXED - entry.nameLength, at + 28);
@@ -271,7 +284,7 @@ export function writeLocalHeader(entry: LayoutEntry, buf: Buffer, at: number, cr
     buf.writeUInt16LE(16, p + 2);
     // Uncompressed then compressed size; zero in the descriptor form, whose descriptor holds them.
     buf.writeBigUInt64LE(BigInt(size), p + 4);
-    buf.writeBigUInt64LE(BigInt(size), p + 12);
+    buf.writeBigUInt64LE(BigInt(csize), p + 12);
     p += ZIP64_LOCAL_EXTRA;
   }
   if (hasTimestamp(entry.mtimeMs)) writeTimestamp(buf, p, entry.mtimeMs);
@@ -289,11 +302,12 @@ export function writeDataDescriptor(entry: LayoutEntry, crc: number, buf: Buffer
   if (entry.descriptorLength === 0) return;
   buf.writeUInt32LE(SIG_DESCRIPTOR, at);
   buf.writeUInt32LE(crc >>> 0, at + 4);
+  // Compressed, then uncompressed size.
   if (entry.zip64) {
-    buf.writeBigUInt64LE(BigInt(entry.size), at + 8);
+    buf.writeBigUInt64LE(BigInt(entry.compressedSize), at + 8);
     buf.writeBigUInt64LE(BigInt(entry.size), at + 16);
   } else {
-    buf.writeUInt32LE(entry.size, at + 8);
+    buf.writeUInt32LE(entry.compressedSize, at + 8);
     buf.writeUInt32LE(entry.size, at + 12);
   }
 }
@@ -317,10 +331,10 @@ export function writeCentralRecord(entry: LayoutEntry, crc: number, buf: Buffer,
   buf.writeUInt16LE(MADE_BY_UNIX | VERSION_ZIP64, at + 4);
   buf.writeUInt16LE(entry.version, at + 6);
   buf.writeUInt16LE(flags(entry), at + 8);
-  buf.writeUInt16LE(0, at + 10);
+  buf.writeUInt16LE(entry.method, at + 10);
   buf.writeUInt32LE(dosTime >>> 0, at + 12); // time, then date
   buf.writeUInt32LE(isDir ? 0 : crc >>> 0, at + 16);
-  buf.writeUInt32LE(entry.zip64 ? MAX_32 : entry.size, at + 20);
+  buf.writeUInt32LE(entry.zip64 ? MAX_32 : entry.compressedSize, at + 20);
   buf.writeUInt32LE(entry.zip64 ? MAX_32 : entry.size, at + 24);
   buf.writeUInt16LE(entry.nameLength, at + 28);
   buf.writeUInt16LE(entry.centralLength - CENTRAL_FIXED - entry.nameLength, at + 30);
@@ -338,7 +352,7 @@ export function writeCentralRecord(entry: LayoutEntry, crc: number, buf: Buffer,
     p += 4;
     if (entry.zip64) {
       buf.writeBigUInt64LE(BigInt(entry.size), p);
-      buf.writeBigUInt64LE(BigInt(entry.size), p + 8);
+      buf.writeBigUInt64LE(BigInt(entry.compressedSize), p + 8);
       p += 16;
     }
     if (entry.zip64Offset) {
@@ -349,8 +363,54 @@ export function writeCentralRecord(entry: LayoutEntry, crc: number, buf: Buffer,
   if (hasTimestamp(entry.mtimeMs)) writeTimestamp(buf, p, entry.mtimeMs);
 }
 
+/**
+ * One entry of an archive written as it streams (streamed.ts), laid out as it goes: its local
+ * header at `offset`, `method` 0 or 8. With `compressedSize` and `size` unknown yet (a
+ * descriptor entry's local header), give them as 0 and `zip64` for an entry that may reach
+ * 4 GiB; its central record is made from a second call with the final values.
+ */
+export function streamedEntry(input: {
+  name: string;
+  kind: "file" | "dir";
+  mtimeMs: number;
+  method: number;
+  size: number;
+  compressedSize: number;
+  offset: number;
+  classic: boolean;
+  zip64: boolean;
+}): LayoutEntry {
+  const nameLength = Buffer.byteLength(input.name, "utf8");
+  if (nameLength > MAX_16) throw new RangeError(`entry name longer than ${MAX_16} bytes`);
+  const isFile = input.kind === "file";
+  const zip64Offset = input.offset >= MAX_32;
+  const ts = hasTimestamp(input.mtimeMs) ? TIMESTAMP_EXTRA : 0;
+  const localLength = LOCAL_FIXED + nameLength + (input.zip64 ? ZIP64_LOCAL_EXTRA : 0) + ts;
+  return {
+    name: input.name,
+    nameLength,
+    kind: input.kind,
+    size: input.size,
+    method: input.method,
+    compressedSize: input.compressedSize,
+    mtimeMs: input.mtimeMs,
+    dosTime: dosDateTime(input.mtimeMs),
+    utf8: NON_ASCII.test(input.name),
+    zip64: input.zip64,
+    zip64Offset,
+    version: input.zip64 || zip64Offset ? VERSION_ZIP64 : !isFile || input.method === 8 ? VERSION_FOLDER : VERSION_STORED,
+    classic: isFile && input.classic,
+    offset: input.offset,
+    localLength,
+    dataOffset: input.offset + localLength,
+    descriptorLength: isFile && !input.classic ? (input.zip64 ? DESCRIPTOR_64 : DESCRIPTOR_32) : 0,
+    centralOffset: 0,
+    centralLength: CENTRAL_FIXED + nameLength + zip64CentralLength(input.zip64, zip64Offset) + ts,
+  };
+}
+
 /** Bytes of the end records: zip64 end record and locator when needed, then the EOCD. */
-export function endRecords(layout: Layout): Buffer {
+export function endRecords(layout: Pick<Layout, "entries" | "endLength" | "zip64End" | "centralSize" | "centralStart" | "endOffset">): Buffer {
   const buf = Buffer.alloc(layout.endLength);
   const count = layout.entries.length;
   let at = 0;

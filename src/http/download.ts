@@ -4,6 +4,7 @@ import type { HttpBindings } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import type { Context } from "hono";
 import type { AppEnv } from "../api/deps.js";
+import { CLASSIC_INLINE_MAX } from "../archive/stream.js";
 import { streamedArchive } from "../archive/streamed.js";
 import { describeError, type Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
@@ -318,7 +319,9 @@ function streamChunked(
   slot: Slot,
   controller: AbortController,
 ): Response {
-  const body: Readable = streamedArchive(download.entries, service.reader(download), controller.signal, { ...mode, maxBytes: service.maxBytes });
+  // Deflated entries up to the inline bound, and stored ones of unknown length up to the small size, go out classic.
+  const inlineMax = mode.store ? CLASSIC_INLINE_MAX : service.deflateInlineMax;
+  const body: Readable = streamedArchive(download.entries, service.reader(download), controller.signal, { ...mode, maxBytes: service.maxBytes, inlineMax });
   return sendBody(opts.outgoing, 200, headers, body as Readable & AsyncIterable<Buffer>, undefined, controller, opts, slot, download);
 }
 

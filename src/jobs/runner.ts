@@ -7,6 +7,7 @@ import { describeError, type Logger } from "../log.js";
 import type { RequestedItem } from "../manifest/schema.js";
 import type { Metrics } from "../metrics.js";
 import { keyFromPath } from "../storage/keys.js";
+import { formsView } from "../zipball/forms.js";
 import type { ZipballService } from "../zipball/service.js";
 import type { JobStore } from "./store.js";
 import type { JobRecord } from "./types.js";
@@ -172,7 +173,7 @@ export class JobRunner {
       ...job.request.urls.map((u): RequestedItem => ({ type: "url", url: u.url, name: u.filename })),
       ...(job.request.objects ?? []).map((o): RequestedItem => ({ type: "file", key: keyFromPath(o.path, "path"), name: o.filename })),
     ];
-    const { body } = await this.#opts.service.build(items, signal);
+    const { body, forms } = await this.#opts.service.build(items, signal);
     let size = 0;
     const counted = Readable.from(
       (async function* () {
@@ -202,7 +203,7 @@ export class JobRunner {
     signal.addEventListener("abort", onAbort, { once: true });
     try {
       const out = await upload.done();
-      return { size, etag: out.ETag ?? "", bucket_name: dest.bucket, key: job.request.key };
+      return { size, etag: out.ETag ?? "", bucket_name: dest.bucket, key: job.request.key, entry_forms: formsView(forms) };
     } catch (err) {
       counted.destroy();
       // lib-storage aborts the multipart upload on failure; make sure, so no parts are orphaned.

@@ -17,7 +17,7 @@ export interface JobRecord {
   };
   /** Key id of the API key that made it. */
   owner: string;
-  result?: { size: number; etag: string; bucket_name: string; key: string } | undefined;
+  result?: { size: number; etag: string; bucket_name: string; key: string; entry_forms?: Record<string, unknown> } | undefined;
   error?: { type: string; code: string; message: string; url?: string | undefined; status?: number | undefined } | undefined;
   webhook?:
     | {

@@ -10,6 +10,7 @@
 import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, realpathSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { isMainThread, parentPort, workerData } from "node:worker_threads";
+import { crc32 } from "node:zlib";
 import { fromRaw, toRaw } from "./fs-names.js";
 
 /**
@@ -49,7 +50,16 @@ const WIDE = /[\uD800-\uFFFF]/;
  * A walk asked of a walker thread: the folder, its key, the most files worth listing (the
  * walk stops past it), and a flag the main thread sets to 1 to cancel the walk.
  * @typedef {{ path: string, prefix: string, limit: number, cancel: Int32Array }} Walk
+ *
+ * A CRC asked of a walker thread (the other long task): the file, the version it must be
+ * (etag), and the same cancel flag.
+ * @typedef {{ crc: true, path: string, etag: string, cancel: Int32Array }} CrcJob
  */
+
+/** Bytes read per call when hashing a whole file. */
+const CRC_READ = 1024 * 1024;
+/** @type {Buffer | undefined} */
+let crcBuffer;
 
 /** A walker that listed more than this many entries ends after answering, and its heap with it. */
 export const RETIRE_AFTER = 20_000;
@@ -57,7 +67,15 @@ export const RETIRE_AFTER = 20_000;
 if (!isMainThread) {
   const port = /** @type {import("node:worker_threads").MessagePort} */ (parentPort);
   if (/** @type {{ walker?: boolean } | undefined} */ (workerData)?.walker) {
-    port.on("message", (/** @type {Walk} */ walk) => {
+    port.on("message", (/** @type {Walk | CrcJob} */ walk) => {
+      if ("crc" in walk) {
+        try {
+          port.postMessage({ crc: crcOfFile(walk.path, walk.etag, walk.cancel) });
+        } catch (err) {
+          port.postMessage({ error: describeError(err) });
+        }
+        return;
+      }
       let size = 0;
       try {
         const listing = list(walk.path, walk.prefix, walk.limit, walk.cancel);
@@ -173,6 +191,45 @@ function answer(batch) {
   }
   for (const dirFd of folders.values()) if (dirFd >= 0) closeSync(dirFd);
   return { nums, etags: etags.join("\0"), data: buffers.length > 0 ? buffers.map((b) => /** @type {ArrayBuffer} */ (b.buffer)) : null, errors };
+}
+
+/**
+ * The CRC-32 of the whole file at `path` (opened as for a read: no link, never blocking), which
+ * must be the version `etag` and stay it while it is read: the bytes never leave this thread.
+ * Checks `cancel` between reads (a deadline or a client gone stops it within one read).
+ * @param {string} path
+ * @param {string} etag
+ * @param {Int32Array} cancel
+ */
+function crcOfFile(path, etag, cancel) {
+  /** @type {Map<string, number>} */
+  const folders = new Map();
+  let fd = -1;
+  try {
+    fd = openInFolder(path, folders);
+    const stat = fstatSync(fd, { bigint: true });
+    if (!stat.isFile()) throw Object.assign(new Error(`not a file: ${path}`), { code: "ENOENT" });
+    if (etagOf(stat) !== etag) throw Object.assign(new Error("the file changed"), { code: "ECHANGED" });
+    opened.clear();
+    opened.set(fd, stat);
+    crcBuffer ??= Buffer.allocUnsafe(CRC_READ);
+    const size = Number(stat.size);
+    let crc = 0;
+    let at = 0;
+    while (at < size) {
+      if (Atomics.load(cancel, 0) !== 0) throw Object.assign(new Error("cancelled"), { code: "ECANCELED" });
+      const n = readSync(fd, crcBuffer, 0, Math.min(CRC_READ, size - at), at);
+      if (n === 0) break;
+      crc = crc32(crcBuffer.subarray(0, n), crc);
+      at += n;
+    }
+    if (at !== size || changedSince(fd)) throw Object.assign(new Error("the file changed while it was read"), { code: "ECHANGED" });
+    return crc >>> 0;
+  } finally {
+    if (fd !== -1) closeSync(fd);
+    opened.clear();
+    for (const dirFd of folders.values()) if (dirFd >= 0) closeSync(dirFd);
+  }
 }
 
 /** Where this thread's open descriptors can be named as folders, when /proc has them. */

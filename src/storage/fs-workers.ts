@@ -69,12 +69,25 @@ export class FsWorkers {
    * whether it waits or runs.
    */
   list(path: string, prefix: string, options: { limit?: number | undefined; signal?: AbortSignal | undefined } = {}): Promise<Listing> {
+    return this.#long((cancel) => ({ path, prefix, limit: options.limit ?? Number.MAX_SAFE_INTEGER, cancel }), options.signal) as Promise<Listing>;
+  }
+
+  /**
+   * The CRC-32 of the whole file at `path`, which must be the version `etag` (and stay it while
+   * read), computed on a walker thread: its bytes never cross to the main thread. Cancelled
+   * when `signal` aborts, whether it waits or runs (within one 1 MiB read).
+   */
+  crc(path: string, etag: string, signal?: AbortSignal): Promise<number> {
+    return this.#long((cancel) => ({ crc: true, path, etag, cancel }), signal) as Promise<number>;
+  }
+
+  /** Queues a long task (a walk or a CRC) for the walker threads. */
+  #long(message: (cancel: Int32Array) => LongMessage, signal: AbortSignal | undefined): Promise<Listing | number> {
     if (this.#closed) return Promise.reject(new StorageUnavailable("the folder store is closed"));
-    const { signal } = options;
     if (signal?.aborted) return Promise.reject(signal.reason);
-    return new Promise<Listing>((resolve, reject) => {
+    return new Promise<Listing | number>((resolve, reject) => {
       const cancel = new Int32Array(new SharedArrayBuffer(4));
-      const walk: QueuedWalk = { path, prefix, limit: options.limit ?? Number.MAX_SAFE_INTEGER, cancel, resolve, reject };
+      const walk: QueuedWalk = { message: message(cancel), cancel, resolve, reject };
       const onAbort = (): void => {
         Atomics.store(cancel, 0, 1);
         const queued = this.#waiting.indexOf(walk);
@@ -239,18 +252,21 @@ class Thread {
   }
 }
 
+/** What a walker thread is sent: a walk, or a CRC of one file (fs-worker.js). */
+type LongMessage = { path: string; prefix: string; limit: number; cancel: Int32Array } | { crc: true; path: string; etag: string; cancel: Int32Array };
+
 interface QueuedWalk {
-  path: string;
-  prefix: string;
-  limit: number;
+  message: LongMessage;
   cancel: Int32Array;
-  resolve: (listing: Listing) => void;
+  resolve: (answer: Listing | number) => void;
   reject: (err: unknown) => void;
   done?: () => void;
 }
 
+type LongAnswer = { listing?: Listing; crc?: number; error?: { code?: string; message: string } };
+
 /**
- * A thread that walks folders, one at a time. It stays for the next walk, unless a walk
+ * A thread that walks folders, or hashes a file, one at a time. It stays for the next walk, unless a walk
  * was large: then it ends by itself after answering (its heap goes with it), and the walk
  * is answered only once the thread is gone (a process exiting while a worker thread is
  * still ending can abort).
@@ -265,7 +281,7 @@ class Walker {
   constructor(private readonly idle: () => void) {
     this.#worker.unref();
     this.#exited = new Promise((resolve) => this.#worker.once("exit", resolve));
-    this.#worker.on("message", (answer: { listing?: Listing; error?: { code?: string; message: string } }) => void this.#answer(answer));
+    this.#worker.on("message", (answer: LongAnswer) => void this.#answer(answer));
     this.#worker.on("error", (err) => this.#fail(new StorageUnavailable("the folder store's walker failed", err)));
     void this.#exited.then((code) => this.#fail(new StorageUnavailable(`the folder store's walker exited (${code})`)));
   }
@@ -277,10 +293,10 @@ class Walker {
   run(walk: QueuedWalk): void {
     this.#current = walk;
     this.#worker.ref();
-    this.#worker.postMessage({ path: walk.path, prefix: walk.prefix, limit: walk.limit, cancel: walk.cancel });
+    this.#worker.postMessage(walk.message);
   }
 
-  async #answer(answer: { listing?: Listing; error?: { code?: string; message: string } }): Promise<void> {
+  async #answer(answer: LongAnswer): Promise<void> {
     const walk = this.#current;
     if (!walk) return;
     if (answer.listing && answer.listing.sizes.length > RETIRE_AFTER) {
@@ -292,7 +308,7 @@ class Walker {
     this.#worker.unref();
     walk.done?.();
     if (answer.error) walk.reject(Object.assign(new Error(answer.error.message), { code: answer.error.code }));
-    else walk.resolve(answer.listing as Listing);
+    else walk.resolve(answer.crc ?? (answer.listing as Listing));
     this.idle();
   }
 

@@ -114,6 +114,20 @@ export async function createFsStorage(options: FsStorageOptions): Promise<Storag
       );
     },
 
+    crc32(key, opts) {
+      let path: string;
+      try {
+        opts.signal?.throwIfAborted();
+        path = pathOf(key);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      return workers.crc(path, opts.etag, opts.signal).catch((err: unknown) => {
+        if (opts.signal?.aborted) throw opts.signal.reason;
+        throw mapFsError(err, key);
+      });
+    },
+
     async get(key) {
       let handle: FileHandle | undefined;
       try {

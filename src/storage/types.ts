@@ -69,6 +69,12 @@ export interface Storage {
   list(prefix: string, options?: { signal?: AbortSignal; limit?: number }): AsyncIterable<ListItem>;
   /** Streams an object (or a range of it). Resolves once the read has started. */
   read(key: string, options?: ReadOptions): Promise<ObjectBody>;
+  /**
+   * Optional: the CRC-32 of a whole object, which must still have the identity `etag`, computed
+   * where the store reads it (the folder store hashes on its worker threads, so the bytes never
+   * reach the event loop). Without it, callers read the object and hash what comes.
+   */
+  crc32?(key: string, options: { etag: string; signal?: AbortSignal | undefined }): Promise<number>;
   /** Small state objects (manifests, indexes): whole-body get. null when absent. */
   get(key: string, options?: { signal?: AbortSignal }): Promise<Buffer | null>;
   /**

@@ -15,28 +15,52 @@ import type { ObjectCrcIndex, ObjectRef } from "./object-crcs.js";
  */
 export const CLASSIC_MAX_BYTES = CLASSIC_INLINE_MAX;
 
+/**
+ * How much a creation may read to learn the CRCs nobody knows, so that its archive is classic
+ * from the first download: at most `bytes` of objects, for at most `ms`; past either, the
+ * entries left keep the descriptor form.
+ */
+export interface CrcBudget {
+  bytes: number;
+  ms: number;
+}
+
 export interface FormOptions {
   objectCrcs: ObjectCrcIndex;
-  /** Read the objects whose CRC is still unknown, so that every entry is classic. */
-  prepare: boolean;
-  /** Objects read at once by `prepare`. */
+  /**
+   * What may be read at creation to learn unknown CRCs: a budget, everything (`prepare: true`),
+   * or nothing (`prepare: false`).
+   */
+  budget: CrcBudget | "all" | "none";
+  /** Objects read at once. */
   prepareConcurrency: number;
-  /** Opens an entry's object whole, with its pinned identity. */
-  open(entry: PinnedEntry, signal: AbortSignal | undefined): Promise<ObjectBody>;
+  /** The CRC of an entry's object whole, with its pinned identity (on the store's side where it can). */
+  crcOf(entry: PinnedEntry, signal: AbortSignal): Promise<number>;
   logger: Logger;
   signal?: AbortSignal | undefined;
+}
+
+/** Why a file entry has the descriptor form (the create responses count them by these). */
+export type DescriptorReason = "over_byte_budget" | "over_time_budget" | "not_prepared" | "read_failed" | "deflated_large" | "unknown_length";
+
+/** How many file entries have each form, and why the descriptor ones have it. */
+export interface FormSummary {
+  classic: number;
+  descriptor: number;
+  reasons: Partial<Record<DescriptorReason, number>>;
 }
 
 /**
  * Decides each file's form at creation, pinned with the entry (and so covered by the
  * manifest's digest): classic when its CRC will be known before its local header goes out —
  * given by the caller, kept by the store, recorded from an earlier read of the same object
- * version, computed now with `prepare`, or learnt from the object itself while it is small —
- * and the descriptor form otherwise. Fills in `crc32` where it becomes known.
+ * version, learnt now within the budget, or learnt from the object itself while it is small —
+ * and the descriptor form otherwise. Fills in `crc32` where it becomes known, and says why
+ * each descriptor entry is one.
  */
-export async function pinForms(entries: PinnedEntry[], items: readonly RequestedItem[], opts: FormOptions): Promise<void> {
-  // An origin that gives no length makes the archive go out through zip-stream: no layout, no forms.
-  if (entries.some((e) => e.unknownSize)) return;
+export async function pinForms(entries: PinnedEntry[], items: readonly RequestedItem[], opts: FormOptions): Promise<FormSummary> {
+  // An origin that gives no length makes the archive go out streamed: forms decided as it goes.
+  if (entries.some((e) => e.unknownSize)) return streamedForms(entries, CLASSIC_MAX_BYTES);
   for (const e of entries) {
     const item = items[e.item];
     if (e.kind !== "file" || item === undefined || item.type === "folder" || item.crc32 === undefined) continue;
@@ -47,7 +71,9 @@ export async function pinForms(entries: PinnedEntry[], items: readonly Requested
     }
     e.crc32 = item.crc32;
   }
-  const unknown = entries.filter((e) => e.kind === "file" && e.size > 0 && e.crc32 === undefined && e.key !== undefined && e.etag !== undefined);
+  const unknown = entries.filter(
+    (e) => e.kind === "file" && e.size > CLASSIC_MAX_BYTES && e.crc32 === undefined && e.key !== undefined && e.etag !== undefined,
+  );
   if (unknown.length > 0) {
     const recorded = await opts.objectCrcs
       .lookup(
@@ -55,7 +81,7 @@ export async function pinForms(entries: PinnedEntry[], items: readonly Requested
         opts.signal,
       )
       .catch((err: unknown) => {
-        // Only the form depends on it: a store that cannot answer leaves the descriptor form.
+        // Only the form depends on it: a store that cannot answer leaves the CRCs to learn.
         if (opts.signal?.aborted) throw err;
         opts.logger.warn("could not read recorded object CRCs", describeError(err));
         return [];
@@ -65,25 +91,93 @@ export async function pinForms(entries: PinnedEntry[], items: readonly Requested
       if (crc !== undefined) e.crc32 = crc;
     });
   }
-  if (opts.prepare) await prepareCrcs(entries, opts);
-  for (const e of entries) if (e.kind === "file" && (e.crc32 !== undefined || e.size <= CLASSIC_MAX_BYTES)) e.form = "classic";
+  const reasons = await learnCrcs(entries, opts);
+  const summary: FormSummary = { classic: 0, descriptor: 0, reasons: {} };
+  for (const [i, e] of entries.entries()) {
+    if (e.kind !== "file") continue;
+    if (e.crc32 !== undefined || e.size <= CLASSIC_MAX_BYTES) {
+      e.form = "classic";
+      summary.classic++;
+    } else {
+      summary.descriptor++;
+      const why = reasons.get(i) ?? "not_prepared";
+      summary.reasons[why] = (summary.reasons[why] ?? 0) + 1;
+    }
+  }
+  return summary;
 }
 
-/** `prepare`: reads every object over the small size whose CRC is still unknown, and records what it learns. */
-async function prepareCrcs(entries: PinnedEntry[], opts: FormOptions): Promise<void> {
-  const todo = entries.filter((e) => e.kind === "file" && e.crc32 === undefined && e.size > CLASSIC_MAX_BYTES);
+/**
+ * The forms of an archive written as it streams (deflate mode, or an origin without a length):
+ * an entry whose bytes are known to be at most `inlineMax` is read whole (and deflated) before
+ * its header, so it is classic; larger ones, and those of unknown length that turn out larger,
+ * get a descriptor.
+ */
+export function streamedForms(entries: readonly PinnedEntry[], inlineMax: number): FormSummary {
+  const summary: FormSummary = { classic: 0, descriptor: 0, reasons: {} };
+  for (const e of entries) {
+    if (e.kind !== "file") continue;
+    if (!e.unknownSize && e.size <= inlineMax) {
+      summary.classic++;
+      continue;
+    }
+    summary.descriptor++;
+    const why: DescriptorReason = e.unknownSize ? "unknown_length" : "deflated_large";
+    summary.reasons[why] = (summary.reasons[why] ?? 0) + 1;
+  }
+  return summary;
+}
+
+/**
+ * Reads the objects over the small size whose CRC is still unknown, smallest first (the most
+ * entries made classic for the bytes read), within the budget, and records what it learns.
+ * Resolves with why each entry left unknown stays so.
+ */
+async function learnCrcs(entries: PinnedEntry[], opts: FormOptions): Promise<Map<number, DescriptorReason>> {
+  const reasons = new Map<number, DescriptorReason>();
+  const todo = [...entries.entries()].filter(([, e]) => e.kind === "file" && e.crc32 === undefined && e.size > CLASSIC_MAX_BYTES);
+  if (todo.length === 0 || opts.budget === "none") return reasons;
+  const budget = opts.budget === "all" ? { bytes: Number.POSITIVE_INFINITY, ms: 0 } : opts.budget;
+  todo.sort((a, b) => a[1].size - b[1].size);
+  let bytes = 0;
+  const chosen: Array<[number, PinnedEntry]> = [];
+  for (const t of todo) {
+    if (bytes + t[1].size > budget.bytes) reasons.set(t[0], "over_byte_budget");
+    else {
+      bytes += t[1].size;
+      chosen.push(t);
+    }
+  }
+  if (chosen.length === 0) return reasons;
+  // The deadline stops the reads still running; the request's own signal stops everything.
+  const deadline = budget.ms > 0 ? AbortSignal.timeout(budget.ms) : undefined;
+  const signal = AbortSignal.any([...(opts.signal ? [opts.signal] : []), ...(deadline ? [deadline] : [])]);
   const facts: Array<ObjectRef & { crc: number }> = [];
-  await mapLimit(
-    todo,
-    opts.prepareConcurrency,
-    async (e) => {
-      const crc = await crcOfBody(await opts.open(e, opts.signal), e, "while it was read");
+  await mapLimit(chosen, opts.prepareConcurrency, async ([i, e]) => {
+    if (deadline?.aborted) {
+      reasons.set(i, "over_time_budget");
+      return;
+    }
+    try {
+      const crc = await opts.crcOf(e, signal);
       e.crc32 = crc;
       if (e.key !== undefined && e.etag !== undefined) facts.push({ key: e.key, etag: e.etag, crc });
-    },
-    opts.signal,
-  );
+    } catch (err) {
+      if (opts.signal?.aborted) throw err;
+      if (deadline?.aborted) {
+        reasons.set(i, "over_time_budget");
+        return;
+      }
+      // Gone or changed since it was listed: the creation's answer, as for any missing object.
+      if (opts.budget === "all" || (err instanceof GatewayError && err.status < 500)) throw err;
+      // The store failing a read only costs the form.
+      opts.logger.warn("could not read an object to learn its CRC", describeError(err));
+      reasons.set(i, "read_failed");
+    }
+  });
+  opts.signal?.throwIfAborted();
   await opts.objectCrcs.record(facts).catch((err: unknown) => opts.logger.warn("could not record CRCs", describeError(err)));
+  return reasons;
 }
 
 /** The CRC32 of an object's whole body, which must have the entry's size (else `object_changed`). */
@@ -98,4 +192,32 @@ export async function crcOfBody(body: ObjectBody, entry: Pick<PinnedEntry, "size
   }
   if (size !== entry.size) throw new GatewayError(409, "object_changed", `object changed ${since}: ${entry.name}`);
   return crc;
+}
+
+const REASON_WORDS: Record<DescriptorReason, string> = {
+  over_byte_budget: "past the bytes a creation reads to learn CRCs (ZIPGATE_PREPARE_BYTES)",
+  over_time_budget: "past the time a creation reads to learn CRCs (ZIPGATE_PREPARE_MS)",
+  not_prepared: '"prepare": false asked for no reads at creation',
+  read_failed: "the store failed a read at creation",
+  deflated_large: "deflated and larger than ZIPGATE_DEFLATE_INLINE",
+  unknown_length: "from a URL that gives no length",
+};
+
+/**
+ * The forms of an archive's files as the API responses give them (snake_case, the same in
+ * every flavour): counts, and for descriptor entries the reasons, with a sentence that says
+ * what it means for readers.
+ */
+export function formsView(summary: FormSummary): Record<string, unknown> {
+  const view: Record<string, unknown> = { classic: summary.classic, descriptor: summary.descriptor };
+  if (summary.descriptor === 0) return view;
+  view.descriptor_reasons = summary.reasons;
+  const why = Object.entries(summary.reasons)
+    .map(([reason, n]) => `${n} ${REASON_WORDS[reason as DescriptorReason]}`)
+    .join("; ");
+  view.notice =
+    `${summary.descriptor} of ${summary.classic + summary.descriptor} files go out with a data descriptor (${why}); ` +
+    "streaming readers such as Java's ZipInputStream or busybox unzip cannot read such stored entries from a pipe. " +
+    'Send "prepare": true to read them all at creation.';
+  return view;
 }

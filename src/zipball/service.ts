@@ -13,7 +13,7 @@ import type { UrlFetcher } from "../sources/url.js";
 import type { Storage } from "../storage/types.js";
 import { mapLimit } from "../util/concurrency.js";
 import type { CrcBook } from "./crcs.js";
-import { crcOfBody, type FormOptions, pinForms } from "./forms.js";
+import { type CrcBudget, crcOfBody, type FormOptions, type FormSummary, pinForms, streamedForms } from "./forms.js";
 import type { ObjectCrcIndex, ObjectRef } from "./object-crcs.js";
 import { type Resolution, resolveItems } from "./resolve.js";
 
@@ -40,11 +40,24 @@ export interface ZipballServiceOptions {
   /** Objects read at once to compute CRCs nobody recorded. @default 4 */
   crcConcurrency?: number;
   /**
+   * What a creation may read to learn unknown CRCs, so its archive is classic from the first
+   * download (ZIPGATE_PREPARE_BYTES, ZIPGATE_PREPARE_MS). @default 1 GiB, 10 s
+   */
+  prepareBudget?: CrcBudget | undefined;
+  /** Largest entry a deflate-mode archive compresses in memory, classic (ZIPGATE_DEFLATE_INLINE). @default 1 MiB */
+  deflateInlineMax?: number | undefined;
+  /**
    * Memory for the layouts of recent downloads, in bytes as estimated from their entry
    * count; a layout estimated above it is not kept. @default 64 MiB
    */
   cacheBytes?: number;
 }
+
+/** What a creation reads by default to learn unknown CRCs: a typical 1 GiB request, read from a local disk or a nearby store. */
+export const DEFAULT_PREPARE_BUDGET: CrcBudget = { bytes: 2 ** 30, ms: 10_000 };
+
+/** Largest entry a deflate-mode archive compresses in memory by default. */
+export const DEFLATE_INLINE_MAX = 1024 * 1024;
 
 /** Memory for the CRCs of verified object versions, by the length of their keys: about 50,000 of 100-byte keys. */
 const VERIFIED_BYTES = 16 * 1024 * 1024;
@@ -66,8 +79,9 @@ export interface CreateInput {
   /** Aborted when the client goes away: walks, stats and probes stop. */
   signal?: AbortSignal | undefined;
   /**
-   * Read every object whose CRC is not known yet before answering, so that every entry has the
-   * classic form (streaming readers read the whole archive).
+   * Objects whose CRC is not known yet read before answering, so that their entries have the
+   * classic form (streaming readers read the whole archive): `true` all of them, `false` none,
+   * unset as many as the configured budget allows.
    */
   prepare?: boolean | undefined;
 }
@@ -117,7 +131,7 @@ export class ZipballService {
   }
 
   /** Resolves the items (limits, missing objects, names), then signs and stores the manifest. */
-  async create(input: CreateInput, now = Date.now()): Promise<{ zipball: Zipball; resolution: Resolution }> {
+  async create(input: CreateInput, now = Date.now()): Promise<{ zipball: Zipball; resolution: Resolution; forms: FormSummary }> {
     checkScopes(
       input.scopes,
       input.items.flatMap((i) => (i.type === "url" ? [] : [i.key])),
@@ -130,7 +144,10 @@ export class ZipballService {
       signal: input.signal,
     });
     const compression = input.compression ?? "store";
-    if (compression === "store") await pinForms(resolution.entries, input.items, this.#formDeps(input.prepare === true, input.signal));
+    const forms =
+      compression === "store"
+        ? await pinForms(resolution.entries, input.items, this.#formDeps(input.prepare, input.signal))
+        : streamedForms(resolution.entries, this.deflateInlineMax);
     const id = randomUUID();
     const iat = Math.floor(now / 1000);
     const ttl = Math.min(input.expiresIn ?? this.#opts.ttlSeconds, this.#opts.ttlSeconds);
@@ -147,7 +164,12 @@ export class ZipballService {
       },
       resolution.entries,
     );
-    return { zipball, resolution };
+    return { zipball, resolution, forms };
+  }
+
+  /** Largest entry a deflate-mode archive compresses in memory and writes classic. */
+  get deflateInlineMax(): number {
+    return this.#opts.deflateInlineMax ?? DEFLATE_INLINE_MAX;
   }
 
   /** Loads a zipball and its layout (cached): 404/410 as the store says. */
@@ -281,7 +303,7 @@ export class ZipballService {
    * An archive of items that is not kept as a zipball (a job's): resolved
    * now, streamed once. `length` is undefined when a URL gave no length.
    */
-  async build(items: RequestedItem[], signal: AbortSignal): Promise<{ body: AsyncIterable<Buffer>; length: number | undefined }> {
+  async build(items: RequestedItem[], signal: AbortSignal): Promise<{ body: AsyncIterable<Buffer>; length: number | undefined; forms: FormSummary }> {
     const resolution = await resolveItems(items, {
       storage: this.#opts.storage,
       urls: this.#opts.urls,
@@ -289,7 +311,7 @@ export class ZipballService {
       maxBytes: this.#opts.maxBytes,
       signal,
     });
-    await pinForms(resolution.entries, items, this.#formDeps(false, signal));
+    const forms = await pinForms(resolution.entries, items, this.#formDeps(undefined, signal));
     const iat = Math.floor(Date.now() / 1000);
     const manifest: Manifest = {
       id: randomUUID(),
@@ -305,27 +327,44 @@ export class ZipballService {
     const download = prepare({ manifest, entries: resolution.entries }, new Set());
     if (download.chunked) {
       const entries = download.zipball.entries;
-      return { body: streamedArchive(entries, this.reader(download), signal, { store: true, maxBytes: this.#opts.maxBytes }), length: undefined };
+      return {
+        body: streamedArchive(entries, this.reader(download), signal, { store: true, maxBytes: this.#opts.maxBytes, inlineMax: CLASSIC_INLINE_MAX }),
+        length: undefined,
+        forms,
+      };
     }
+    // Classic entries' headers hold the CRCs learnt at pinning.
+    const knownCrcs = new Map<number, number>();
+    download.entries.forEach((e, i) => {
+      if (e.crc32 !== undefined) knownCrcs.set(i, e.crc32);
+    });
     const body = await openArchiveRange({
       layout: download.layout,
       read: this.reader(download),
+      knownCrcs,
       readAhead: this.#opts.readAhead,
       idleTimeoutMs: this.#opts.idleTimeoutMs,
       signal,
     });
-    return { body, length: download.layout.total };
+    return { body, length: download.layout.total, forms };
   }
 
-  #formDeps(prepare: boolean, signal: AbortSignal | undefined): FormOptions {
+  #formDeps(prepare: boolean | undefined, signal: AbortSignal | undefined): FormOptions {
+    const storage = this.#opts.storage;
     return {
       objectCrcs: this.#opts.objectCrcs,
-      prepare,
+      budget: prepare === true ? "all" : prepare === false ? "none" : (this.#opts.prepareBudget ?? DEFAULT_PREPARE_BUDGET),
       prepareConcurrency: this.#opts.crcConcurrency ?? 4,
-      open: (e, sig) =>
-        e.url !== undefined
-          ? this.#opts.urls.open(new URL(e.url), { etag: e.etag, signal: sig as AbortSignal })
-          : this.#opts.storage.read(e.key as string, { etag: e.etag ?? "", signal: sig }),
+      crcOf: async (e, sig) => {
+        // Hashed where the store reads it when it can (the folder store's threads); else read
+        // (an S3 object in parallel ranged parts, as its size is given) and hashed here.
+        if (e.url === undefined && storage.crc32 !== undefined) return storage.crc32(e.key as string, { etag: e.etag ?? "", signal: sig });
+        const body =
+          e.url !== undefined
+            ? await this.#opts.urls.open(new URL(e.url), { etag: e.etag, signal: sig })
+            : await storage.read(e.key as string, { etag: e.etag ?? "", size: e.size, signal: sig });
+        return crcOfBody(body, e, "while it was read");
+      },
       logger: this.#opts.logger,
       signal,
     };

@@ -42,6 +42,29 @@ export function describeStorageContract(
       await subject?.teardown();
     });
 
+    // Optional in the seam: a store without crc32 has its objects read and hashed by the caller.
+    it("computes the CRC-32 of a whole object where it reads it (crc32), refusing another version or a missing object", async (ctx) => {
+      const { storage, put } = await use();
+      if (storage.crc32 === undefined) {
+        ctx.skip("this store has no crc32: callers read and hash its objects (tested with the forms at creation)");
+        return;
+      }
+      const { crc32 } = await import("node:zlib");
+      const body = Buffer.alloc(3 * 1024 * 1024 + 17);
+      for (let i = 0; i + 4 <= body.length; i += 4) body.writeUInt32LE((i * 2654435761) >>> 0, i);
+      await put("crc/big.bin", body);
+      const { etag } = await storage.stat("crc/big.bin");
+      expect(await storage.crc32("crc/big.bin", { etag })).toBe(crc32(body));
+      await put("crc/empty.bin", "");
+      expect(await storage.crc32("crc/empty.bin", { etag: (await storage.stat("crc/empty.bin")).etag })).toBe(0);
+      await expect(storage.crc32("crc/missing.bin", { etag })).rejects.toBeInstanceOf(ObjectNotFound);
+      const aborted = AbortSignal.abort(new Error("gone"));
+      await expect(storage.crc32("crc/big.bin", { etag, signal: aborted })).rejects.toThrow("gone");
+      await new Promise((r) => setTimeout(r, 20));
+      await put("crc/big.bin", Buffer.concat([body, Buffer.from("x")]));
+      await expect(storage.crc32("crc/big.bin", { etag })).rejects.toBeInstanceOf(ObjectChanged);
+    });
+
     it("stats an object: size, mtime and an identity", async () => {
       const { storage, put } = await use();
       await put("stat/a.txt", "hello");

@@ -123,7 +123,7 @@ describe("ZipKit-style jobs writing zips into a bucket (Swift)", () => {
     });
     expect(job.status).toBe("none");
     const done = await settle(job.uuid);
-    expect(done.status).toBe("succeeded");
+    expect(done.status, JSON.stringify(done.error)).toBe("succeeded");
     expect(done.result.size).toBeGreaterThan(9 * 1024 * 1024);
     expect(done.result.etag).toMatch(/^"/);
     const object = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: `${OWN}exports/first.zip` }));

@@ -9,8 +9,9 @@ import { ZipballStore } from "../../src/manifest/store.js";
 import { ManifestSigner } from "../../src/manifest/token.js";
 import { crc32 } from "../../src/util/crc32.js";
 import { archiveOf, tempDir, writeTree } from "../helpers/archive.js";
-import { type RunningGateway, startGateway, zipballUrl } from "../helpers/gateway.js";
-import { adminClient, freshPrefix, putObjects, s3Env, s3Storage } from "../helpers/s3.js";
+import { startFreezer } from "../helpers/freezer.js";
+import { local, type RunningGateway, startGateway, zipballUrl } from "../helpers/gateway.js";
+import { adminClient, freshPrefix, putObjects, s3Env, s3Server, s3Storage } from "../helpers/s3.js";
 import { type ExpectedEntry, entryForms, sha256, verifyWithStreamingReaders, verifyWithUnzippers } from "../helpers/unzippers.js";
 
 const run = promisify(execFile);
@@ -107,7 +108,8 @@ describe("archives that streaming readers read: Java ZipInputStream, bsdtar -xf 
     expect(served.equals(reference)).toBe(true);
     const file = join(dir.path, "old.zip");
     await writeFile(file, served);
-    expect(await entryForms(file)).toEqual({ classic: 0, descriptor: 3 });
+    // Every file in the descriptor form but the empty one, classic in every layout (its CRC is 0).
+    expect(await entryForms(file)).toEqual({ classic: 1, descriptor: 2 });
   });
 
   it("a stored nested zip and a file holding PK\\x07\\x08: every streaming reader sees exactly the central directory's entries", async () => {
@@ -138,22 +140,40 @@ describe("archives that streaming readers read: Java ZipInputStream, bsdtar -xf 
       { name: "mix/small-2.txt", sha256: sha256("two"), mtime: MTIME },
     ];
 
-    // First zipball: nothing known of the large objects.
+    // First zipball of a fresh folder, by default: the creation learns the large objects' CRCs
+    // (on the folder store's threads, within its budget), so every entry is classic at once.
     const first = join(dir.path, "mix-1.zip");
-    await download(await zipballUrl(gw, { objects: [{ folder: "/mix" }] }), first);
-    expect(await entryForms(first)).toEqual({ classic: 2, descriptor: 2 });
+    const created = await gw.post("/v2/zipball", { objects: [{ folder: "/mix" }] });
+    const body = (await created.json()) as { data: { urls: { url: string }; entry_forms: unknown } };
+    expect(created.status).toBe(201);
+    expect(body.data.entry_forms).toEqual({ classic: 4, descriptor: 0 });
+    await download(local(gw, body.data.urls.url), first);
+    expect(await entryForms(first)).toEqual({ classic: 4, descriptor: 0 });
     await verifyWithUnzippers(first, expected);
-    // Java refuses the stored entries with a descriptor, as the issue says.
-    await expect(verifyWithStreamingReaders(first, expected, { readers: ["java ZipInputStream"] })).rejects.toThrow(/EXT descriptor/);
+    await verifyWithStreamingReaders(first, expected);
 
-    // A new zipball of the same objects after that download: all classic, from the recorded CRCs.
+    // "prepare": false reads nothing at creation: the large objects of a folder never read get
+    // descriptors, the answer says so and why, and Java refuses those stored entries.
+    await writeTree(join(root, "mix-lazy"), { "large.bin": large, "large-nested.zip": largeNested, "small-1.txt": "one", "small-2.txt": "two" }, MTIME);
+    const lazyExpected = expected.map((e) => ({ ...e, name: e.name.replace(/^mix\//, "mix-lazy/") }));
+    const lazyRes = await gw.post("/v2/zipball", { objects: [{ folder: "/mix-lazy" }], prepare: false });
+    const lazy = (await lazyRes.json()) as { data: { urls: { url: string }; entry_forms: { notice: string } } };
+    expect(lazy.data.entry_forms).toMatchObject({ classic: 2, descriptor: 2, descriptor_reasons: { not_prepared: 2 } });
+    expect(lazy.data.entry_forms.notice).toMatch(/2 of 4 files go out with a data descriptor/);
+    const lazyZip = join(dir.path, "mix-lazy.zip");
+    await download(local(gw, lazy.data.urls.url), lazyZip);
+    expect(await entryForms(lazyZip)).toEqual({ classic: 2, descriptor: 2 });
+    await verifyWithUnzippers(lazyZip, lazyExpected);
+    await expect(verifyWithStreamingReaders(lazyZip, lazyExpected, { readers: ["java ZipInputStream"] })).rejects.toThrow(/EXT descriptor/);
+
+    // A new zipball of the same objects after that download, still without reads: all classic,
+    // from the CRCs the download recorded.
     const again = join(dir.path, "mix-2.zip");
-    await download(await zipballUrl(gw, { objects: [{ folder: "/mix" }] }), again);
+    await download(await zipballUrl(gw, { objects: [{ folder: "/mix-lazy" }], prepare: false }), again);
     expect(await entryForms(again)).toEqual({ classic: 4, descriptor: 0 });
-    await verifyWithUnzippers(again, expected);
-    await verifyWithStreamingReaders(again, expected);
+    await verifyWithStreamingReaders(again, lazyExpected);
 
-    // Objects never downloaded: "prepare" computes the CRCs at creation.
+    // "prepare": true reads everything, whatever the budget.
     await writeTree(join(root, "mix-fresh"), { "large.bin": large, "small.txt": "one" }, MTIME);
     const prepared = join(dir.path, "mix-prepared.zip");
     await download(await zipballUrl(gw, { objects: [{ folder: "/mix-fresh" }], prepare: true }), prepared);
@@ -164,6 +184,42 @@ describe("archives that streaming readers read: Java ZipInputStream, bsdtar -xf 
       { name: "mix-fresh/small.txt", sha256: sha256("one"), mtime: MTIME },
     ];
     await verifyWithStreamingReaders(prepared, freshExpected);
+  });
+
+  it("the creation's read budget: past ZIPGATE_PREPARE_BYTES the largest files keep descriptors, and every flavour says so", async () => {
+    const tight = await startGateway({ root, env: { ZIPGATE_PREPARE_BYTES: "3 MiB" } });
+    try {
+      const one = randomBytes(1024 * 1024);
+      const two = randomBytes(2 * 1024 * 1024 + 1);
+      const four = randomBytes(4 * 1024 * 1024);
+      await writeTree(join(root, "budget"), { "one.bin": one, "two.bin": two, "four.bin": four, "small.txt": "s" }, MTIME);
+      // Smallest first: 1 MiB fits, 2 MiB + 1 would pass 3 MiB, 4 MiB too.
+      const res = await tight.post("/v2/zipball", { objects: [{ folder: "/budget" }] });
+      const body = (await res.json()) as { data: { urls: { url: string }; entry_forms: Record<string, unknown> } };
+      expect(body.data.entry_forms).toMatchObject({ classic: 2, descriptor: 2, descriptor_reasons: { over_byte_budget: 2 } });
+      expect(body.data.entry_forms.notice).toMatch(/ZIPGATE_PREPARE_BYTES/);
+      const zip = join(dir.path, "budget.zip");
+      await download(local(tight, body.data.urls.url), zip);
+      expect(await entryForms(zip)).toEqual({ classic: 2, descriptor: 2 });
+      await verifyWithUnzippers(zip, [
+        { name: "budget/", dir: true },
+        { name: "budget/four.bin", sha256: sha256(four) },
+        { name: "budget/one.bin", sha256: sha256(one) },
+        { name: "budget/small.txt", sha256: sha256("s") },
+        { name: "budget/two.bin", sha256: sha256(two) },
+      ]);
+      // Box: the same count in the vendor field of its 202.
+      await writeTree(join(root, "budget-box"), { "four.bin": four, "one.bin": one }, MTIME);
+      const box = await tight.post("/2.0/zip_downloads", { items: [{ type: "folder", id: "/budget-box" }] });
+      expect(box.status).toBe(202);
+      expect(((await box.json()) as { entry_forms: unknown }).entry_forms).toMatchObject({
+        classic: 1,
+        descriptor: 1,
+        descriptor_reasons: { over_byte_budget: 1 },
+      });
+    } finally {
+      await tight.close();
+    }
   });
 
   it("Box zip downloads take prepare too: every entry classic, read by the streaming readers", async () => {
@@ -340,18 +396,19 @@ describe("streaming readers on the S3 store (Swift s3api): objects come as strea
     await dir.cleanup();
   });
 
-  it("small objects are classic from the first download; after it, a zipball made on the other replica is all classic", async () => {
+  it("every object is classic from the first download (large ones read in ranged parts at creation); the other replica reuses the recorded CRCs", async () => {
     const expected: ExpectedEntry[] = [
       { name: "set/", dir: true },
       ...Object.entries(objects).map(([name, data]) => ({ name, size: data.length, sha256: sha256(data) })),
     ];
     const first = join(dir.path, "s3-first.zip");
     await download(await zipballUrl(a, { objects: [{ folder: "/set" }] }), first);
-    expect(await entryForms(first)).toEqual({ classic: 4, descriptor: 1 });
+    expect(await entryForms(first)).toEqual({ classic: 5, descriptor: 0 });
     await verifyWithUnzippers(first, expected);
-    await verifyWithStreamingReaders(first, expected, { readers: ["fflate Unzip", "bsdtar -xf -"] });
+    await verifyWithStreamingReaders(first, expected);
 
-    const url = await zipballUrl(b, { objects: [{ folder: "/set" }] });
+    // The other replica, told to read nothing at creation, finds the CRCs recorded by the first.
+    const url = await zipballUrl(b, { objects: [{ folder: "/set" }], prepare: false });
     const again = join(dir.path, "s3-again.zip");
     await download(url, again);
     expect(await entryForms(again)).toEqual({ classic: 5, descriptor: 0 });
@@ -366,6 +423,25 @@ describe("streaming readers on the S3 store (Swift s3api): objects come as strea
       await download(fresh, part, `0-${cut - 1}`);
       await download(fresh.replace(a.url, b.url), rest, `${cut}-`);
       expect(Buffer.concat([await readFile(part), await readFile(rest)]).equals(bytes), `cut at ${cut}`).toBe(true);
+    }
+  });
+
+  it("past ZIPGATE_PREPARE_MS a slow store's objects keep descriptors: the creation answers on time and says why", async () => {
+    // A real store made slow: Swift behind a relay that carries 256 KB/s per connection.
+    const relay = await startFreezer(s3Server().endpoint, { downRate: 256e3 });
+    const prefix = freshPrefix("slow-prepare");
+    const big = randomBytes(4 * 1024 * 1024);
+    await putObjects(client, prefix, { "slow/big.bin": big, "slow/small.txt": Buffer.from("small") });
+    const slow = await startGateway({ storage: s3Storage(prefix, undefined, { endpoint: relay.url }), env: { ...s3Env(prefix), ZIPGATE_PREPARE_MS: "300" } });
+    try {
+      const res = await slow.post("/v2/zipball", { objects: [{ folder: "/slow" }] });
+      const body = (await res.json()) as { data: { urls: { url: string }; entry_forms: Record<string, unknown> } };
+      expect(res.status).toBe(201);
+      expect(body.data.entry_forms).toMatchObject({ classic: 1, descriptor: 1, descriptor_reasons: { over_time_budget: 1 } });
+      expect(body.data.entry_forms.notice).toMatch(/ZIPGATE_PREPARE_MS/);
+    } finally {
+      await slow.close();
+      await relay.close();
     }
   });
 });

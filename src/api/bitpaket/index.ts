@@ -5,6 +5,7 @@ import { GatewayError } from "../../errors.js";
 import { downloadContext, serveDownload } from "../../http/download.js";
 import type { RequestedItem } from "../../manifest/schema.js";
 import { keyFromPath } from "../../storage/keys.js";
+import { formsView } from "../../zipball/forms.js";
 import { jsonObject, onlyFields, optionalString } from "../body.js";
 import type { ApiDeps, AppEnv } from "../deps.js";
 
@@ -38,11 +39,12 @@ export function bitpaketRoutes(deps: ApiDeps): Hono<AppEnv> {
     if (compression !== "store" && compression !== "deflate") {
       throw new GatewayError(400, "invalid_field", `"compression" must be "store" or "deflate"`, { details: { field: "compression" } });
     }
-    const prepare = body.prepare ?? false;
-    if (typeof prepare !== "boolean") throw new GatewayError(400, "invalid_field", `"prepare" must be true or false`, { details: { field: "prepare" } });
+    const prepare = body.prepare;
+    if (prepare !== undefined && typeof prepare !== "boolean")
+      throw new GatewayError(400, "invalid_field", `"prepare" must be true or false`, { details: { field: "prepare" } });
 
     const items = await parseObjects(objects, deps, caller.scopes);
-    const { zipball, resolution } = await deps.service.create({
+    const { zipball, resolution, forms } = await deps.service.create({
       flavour: "bitpaket",
       items,
       filename: name === undefined ? undefined : safeSegment(name),
@@ -65,6 +67,8 @@ export function bitpaketRoutes(deps: ApiDeps): Hono<AppEnv> {
             domains: deps.domains.map((d) => ({ domain: d.replace(/^https?:\/\//, ""), url: `${d.startsWith("http") ? d : `https://${d}`}${path}` })),
           },
           expires_at: new Date(zipball.manifest.exp * 1000).toISOString(),
+          // How many files have the classic form, and why the others have a data descriptor.
+          entry_forms: formsView(forms),
           // An origin that gives no length makes the archive's length unknowable in advance.
           ...(resolution.entries.some((e) => e.unknownSize)
             ? { exact_length: false, notice: "a URL object has no known length: the archive is sent chunked, without Content-Length or Range" }

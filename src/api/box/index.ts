@@ -10,6 +10,7 @@ import type { RequestedItem } from "../../manifest/schema.js";
 import { keyFromPath } from "../../storage/keys.js";
 import { isUuidV4 } from "../../util/uuid.js";
 import type { DownloadLease } from "../../zipball/download-leases.js";
+import { formsView } from "../../zipball/forms.js";
 import type { DownloadProgress } from "../../zipball/progress.js";
 import type { Download } from "../../zipball/service.js";
 import { jsonObject, onlyFields, optionalString } from "../body.js";
@@ -44,14 +45,14 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
   app.post("/2.0/zip_downloads", async (c) => {
     const caller = deps.keys.authenticate(c.req.header("authorization"));
     const body = await jsonObject(c);
-    // `prepare` is this gateway's own: every entry in the classic form, for streaming readers.
+    // `prepare` is this gateway's own: every entry in the classic form (true), none read (false).
     onlyFields(body, ["items", "download_file_name", "prepare"], "the request");
-    const prepare = body.prepare ?? false;
-    if (typeof prepare !== "boolean") throw new GatewayError(400, "bad_request", `"prepare" must be true or false`);
+    const prepare = body.prepare;
+    if (prepare !== undefined && typeof prepare !== "boolean") throw new GatewayError(400, "bad_request", `"prepare" must be true or false`);
     const items = parseItems(body.items, deps.maxItems);
     const name = optionalString(body.download_file_name, "download_file_name", 255) ?? "download";
     const requested = await Promise.all(items.map((item) => toRequested(item, deps, caller.scopes)));
-    const { zipball, resolution } = await deps.service.create({
+    const { zipball, resolution, forms } = await deps.service.create({
       flavour: "box",
       items: requested,
       filename: safeSegment(name),
@@ -85,6 +86,8 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
         status_url: `${base}/status`,
         expires_at: new Date(zipball.manifest.exp * 1000).toISOString().replace(/\.\d{3}Z$/, "Z"),
         name_conflicts: nameConflicts,
+        // This gateway's own field (Box has none): the files' forms, as in every flavour.
+        entry_forms: formsView(forms),
       },
       202,
     );
