@@ -15,6 +15,14 @@ command -v bsdtar >/dev/null || need_pkgs+=(libarchive-tools)
 # Java's ZipInputStream is the strictest streaming reader (test/helpers/ZipStreamReader.java).
 command -v java >/dev/null || need_pkgs+=(openjdk-17-jre-headless)
 command -v python3 >/dev/null || need_pkgs+=(python3)
+# More streaming readers (test/helpers/readers/): busybox unzip from stdin, rubyzip's
+# InputStream, zip4j's ZipInputStream; the Rust zip crate's is built by scripts/rust-reader.sh
+# from Debian's crate packages (with the cargo on PATH, or Debian's).
+command -v busybox >/dev/null || need_pkgs+=(busybox)
+command -v ruby >/dev/null || need_pkgs+=(ruby)
+ruby -e 'require "zip"' 2>/dev/null || need_pkgs+=(ruby-zip)
+[ -f /usr/share/java/zip4j.jar ] || need_pkgs+=(libzip4j-java)
+command -v cargo >/dev/null || need_pkgs+=(cargo)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v wget >/dev/null || need_pkgs+=(wget)
 command -v swift-proxy-server >/dev/null || need_pkgs+=(swift swift-proxy swift-account swift-container swift-object)
@@ -40,6 +48,8 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends "${need_pkgs[@]}" >/dev/null
   [ -z "$policy" ] || $SUDO rm -f "$policy"
 fi
+
+scripts/rust-reader.sh
 
 # The suite runs on Node 24, the version the project targets (scripts/node-env.sh).
 . scripts/node-env.sh

@@ -116,8 +116,8 @@ const schemas: Record<string, Schema> = {
       compression: { type: "string", enum: ["store", "deflate"], default: "store" },
       prepare: {
         type: "boolean",
-        default: false,
-        description: "Compute every missing CRC before answering, so that every entry is in the classic form (streaming readers open the archive)",
+        description:
+          "Unset: objects whose CRC is unknown are read at creation within ZIPGATE_PREPARE_BYTES and ZIPGATE_PREPARE_MS, so their entries are in the classic form (streaming readers open the archive); true: all of them; false: none",
       },
     },
     additionalProperties: false,
@@ -154,6 +154,7 @@ const schemas: Record<string, Schema> = {
           expires_at: dateTime,
           exact_length: { type: "boolean", description: "false when a URL object has no length: the archive is sent chunked" },
           notice: { type: "string" },
+          entry_forms: ref("EntryForms"),
         },
       },
     },
@@ -209,8 +210,8 @@ const schemas: Record<string, Schema> = {
       download_file_name: { type: "string", minLength: 1, maxLength: 255, default: "download" },
       prepare: {
         type: "boolean",
-        default: false,
-        description: "zipgate's own: compute every missing CRC before answering, so that every entry is in the classic form",
+        description:
+          "zipgate's own: true reads every object whose CRC is unknown at creation (every entry classic), false none; unset, within the configured budget",
       },
     },
   },
@@ -239,6 +240,28 @@ const schemas: Record<string, Schema> = {
           },
         },
       },
+      entry_forms: ref("EntryForms"),
+    },
+  },
+  EntryForms: {
+    type: "object",
+    description: "zipgate's own: how many files have the classic form (CRC and sizes in the local header) and how many a data descriptor, and why",
+    required: ["classic", "descriptor"],
+    additionalProperties: false,
+    properties: {
+      classic: { type: "integer", minimum: 0 },
+      descriptor: { type: "integer", minimum: 0 },
+      descriptor_reasons: {
+        type: "object",
+        additionalProperties: false,
+        properties: Object.fromEntries(
+          ["over_byte_budget", "over_time_budget", "not_prepared", "read_failed", "deflated_large", "unknown_length"].map((r) => [
+            r,
+            { type: "integer", minimum: 1 },
+          ]),
+        ),
+      },
+      notice: { type: "string" },
     },
   },
   BoxStatus: {
@@ -325,7 +348,13 @@ const schemas: Record<string, Schema> = {
             type: "object",
             required: ["size", "etag", "bucket_name", "key"],
             additionalProperties: false,
-            properties: { size: { type: "integer" }, etag: { type: "string" }, bucket_name: { type: "string" }, key: { type: "string" } },
+            properties: {
+              size: { type: "integer" },
+              etag: { type: "string" },
+              bucket_name: { type: "string" },
+              key: { type: "string" },
+              entry_forms: ref("EntryForms"),
+            },
           },
           { type: "null" },
         ],

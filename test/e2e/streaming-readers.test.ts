@@ -13,6 +13,7 @@ import { startFreezer } from "../helpers/freezer.js";
 import { local, type RunningGateway, startGateway, zipballUrl } from "../helpers/gateway.js";
 import { adminClient, freshPrefix, putObjects, s3Env, s3Server, s3Storage } from "../helpers/s3.js";
 import { type ExpectedEntry, entryForms, sha256, verifyWithStreamingReaders, verifyWithUnzippers } from "../helpers/unzippers.js";
+import { checkZip } from "../helpers/zip-rules.js";
 
 const run = promisify(execFile);
 const MTIME = 1_700_000_000;
@@ -39,7 +40,7 @@ async function download(url: string, file: string, range?: string): Promise<void
   await run("curl", ["-sS", "--fail", ...(range ? ["-r", range] : []), "-o", file, url], { maxBuffer: 1024 * 1024 });
 }
 
-describe("archives that streaming readers read: Java ZipInputStream, bsdtar -xf - and fflate Unzip from a pipe", () => {
+describe("archives that streaming readers read from a pipe: Java ZipInputStream, bsdtar, fflate, Rust zip, rubyzip, busybox unzip, zip4j", () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;
   let gw: RunningGateway;
   let root: string;
@@ -315,6 +316,71 @@ describe("archives that streaming readers read: Java ZipInputStream, bsdtar -xf 
     await verifyWithStreamingReaders(zip, expected);
   });
 
+  it("deflate mode: entries up to 1 MiB deflated in memory and classic for every streaming reader; larger ones with a descriptor, and the answer says so", async () => {
+    const line = (i: number): string => `${new Date(MTIME * 1000 + i * 1000).toISOString()} GET /object/${i % 97} 200 ${i * 7}\n`;
+    const text = (n: number): Buffer => Buffer.from(Array.from({ length: n }, (_, i) => line(i)).join(""));
+    const medium = text(12_000); // about 700 KB, deflated in memory
+    const large = text(40_000); // about 2.3 MB, streamed through zlib with a descriptor
+    const noise = randomBytes(300_000); // does not shrink: stored, classic
+    await writeTree(join(root, "deflate-mix"), { "medium.log": medium, "noise.bin": noise, "ü/empty.txt": "" }, MTIME);
+    await mkdir(join(root, "deflate-mix", "empty-folder"));
+    const expected: ExpectedEntry[] = [
+      { name: "deflate-mix/", dir: true },
+      { name: "deflate-mix/empty-folder/", dir: true },
+      { name: "deflate-mix/medium.log", sha256: sha256(medium) },
+      { name: "deflate-mix/noise.bin", sha256: sha256(noise) },
+      { name: "deflate-mix/ü/", dir: true },
+      { name: "deflate-mix/ü/empty.txt", size: 0, sha256: sha256("") },
+    ];
+    const res = await gw.post("/v2/zipball", { objects: [{ folder: "/deflate-mix" }], compression: "deflate" });
+    const created = (await res.json()) as { data: { urls: { url: string }; entry_forms: unknown } };
+    expect(created.data.entry_forms).toEqual({ classic: 3, descriptor: 0 });
+    const zip = join(dir.path, "deflate-mix.zip");
+    await download(local(gw, created.data.urls.url), zip);
+    const report = await checkZip(zip);
+    expect(report.entries.filter((e) => !e.dir).map((e) => [e.name, e.method, e.classic])).toEqual([
+      ["deflate-mix/medium.log", 8, true],
+      ["deflate-mix/noise.bin", 0, true],
+      ["deflate-mix/ü/empty.txt", 0, true],
+    ]);
+    await verifyWithUnzippers(zip, expected);
+    await verifyWithStreamingReaders(zip, expected);
+
+    await writeTree(join(root, "deflate-large"), { "large.log": large, "medium.log": medium }, MTIME);
+    const big = await gw.post("/v2/zipball", { objects: [{ folder: "/deflate-large" }], compression: "deflate" });
+    const bigBody = (await big.json()) as { data: { urls: { url: string }; entry_forms: unknown } };
+    expect(bigBody.data.entry_forms).toMatchObject({ classic: 1, descriptor: 1, descriptor_reasons: { deflated_large: 1 } });
+    const bigZip = join(dir.path, "deflate-large.zip");
+    await download(local(gw, bigBody.data.urls.url), bigZip);
+    const bigExpected: ExpectedEntry[] = [
+      { name: "deflate-large/", dir: true },
+      { name: "deflate-large/large.log", sha256: sha256(large) },
+      { name: "deflate-large/medium.log", sha256: sha256(medium) },
+    ];
+    expect(await entryForms(bigZip)).toEqual({ classic: 1, descriptor: 1 });
+    await verifyWithUnzippers(bigZip, bigExpected);
+    // A deflated entry with a descriptor: Java, zip4j, bsdtar and fflate read it; Rust's zip 0.6 and busybox refuse any.
+    await verifyWithStreamingReaders(bigZip, bigExpected, { readers: ["java ZipInputStream", "zip4j ZipInputStream", "bsdtar -xf -", "fflate Unzip"] });
+    await expect(verifyWithStreamingReaders(bigZip, bigExpected, { readers: ["busybox unzip -"] })).rejects.toThrow(/flag 8/);
+  });
+
+  it("non-ASCII names and an empty folder, in the classic form, for every streaming reader", async () => {
+    await writeTree(join(root, "names"), { "été/日本語.txt": "nihongo", "emoji-😀.txt": "smile", "Ωmega/ß.bin": randomBytes(400_000) }, MTIME);
+    await mkdir(join(root, "names", "vide"));
+    const zip = join(dir.path, "names.zip");
+    await download(await zipballUrl(gw, { objects: [{ folder: "/names" }] }), zip);
+    const expected: ExpectedEntry[] = [
+      { name: "names/", dir: true },
+      { name: "names/vide/", dir: true },
+    ];
+    for (const name of ["été/日本語.txt", "emoji-😀.txt", "Ωmega/ß.bin"])
+      expected.push({ name: `names/${name}`, sha256: sha256(await readFile(join(root, "names", name))) });
+    expected.push({ name: "names/été/", dir: true }, { name: "names/Ωmega/", dir: true });
+    expect(await entryForms(zip)).toEqual({ classic: 3, descriptor: 0 });
+    await verifyWithUnzippers(zip, expected);
+    await verifyWithStreamingReaders(zip, expected);
+  });
+
   it("zip64 by count: 65,537 entries, all classic, read by every streaming reader", async () => {
     const folder = join(root, "many");
     await mkdir(folder, { recursive: true });
@@ -329,6 +395,8 @@ describe("archives that streaming readers read: Java ZipInputStream, bsdtar -xf 
     await download(await zipballUrl(gw, { objects: [{ folder: "/many" }] }), zip);
     expect(await entryForms(zip)).toEqual({ classic: 65_536, descriptor: 0 });
     await verifyWithStreamingReaders(zip, expected, { extract: false });
+    // busybox can only extract: 65,537 entries written to disk.
+    await verifyWithStreamingReaders(zip, expected, { readers: ["busybox unzip -"] });
   });
 
   it("zip64 by size: an entry over 4 GiB with the caller's crc32 and entries past 4 GiB, all classic (sparse, not stored in git)", async () => {
@@ -361,8 +429,8 @@ describe("archives that streaming readers read: Java ZipInputStream, bsdtar -xf 
       { name: "after.zip", sha256: sha256(tricky.nested) },
       { name: "after.txt", sha256: sha256("after") },
     ];
-    await verifyWithStreamingReaders(zip, expected, { extract: false });
-    // Each streaming reader reads 4 GiB from a pipe.
+    // Each streaming reader reads 4 GiB from a pipe (rubyzip's and zip4j's would take minutes; busybox has no zip64).
+    await verifyWithStreamingReaders(zip, expected, { extract: false, readers: ["java ZipInputStream", "bsdtar -xf -", "fflate Unzip", "rust zip stream"] });
   }, 600_000);
 });
 

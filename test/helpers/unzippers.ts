@@ -184,11 +184,38 @@ function piped(cmd: string, args: string[], zip: string, options: { cwd?: string
 
 /** Java's java.util.zip.ZipInputStream reading the archive from a pipe. */
 export async function javaStreamEntries(zip: string): Promise<StreamedEntry[]> {
-  const out = await piped("java", [JAVA_READER], zip);
+  return jsonLines(await piped("java", [JAVA_READER], zip));
+}
+
+function jsonLines(out: string): StreamedEntry[] {
   return out
     .split("\n")
     .filter(Boolean)
     .map((l) => JSON.parse(l) as StreamedEntry);
+}
+
+const READERS = fileURLToPath(new URL("./readers/", import.meta.url));
+/** Built by scripts/rust-reader.sh (test.sh runs it). */
+const RUST_READER = fileURLToPath(new URL("../../.cache/rust-reader/target/release/zip-stream-reader", import.meta.url));
+
+/**
+ * Readers from other ecosystems, each fed the archive through a pipe and printing the
+ * entries as JSON lines (test/helpers/readers/): the `zip` crate's read_zipfile_from_stream
+ * (Rust, 0.6 from Debian), rubyzip's Zip::InputStream (Ruby; it seeks, so it reads the pipe
+ * through a forward-only window, see the script), busybox `unzip -` (extracts; the wrapper
+ * hashes what it wrote) and zip4j's ZipInputStream (Java).
+ */
+const PIPE_READERS = {
+  "rust zip stream": () => [RUST_READER, []],
+  "rubyzip InputStream": () => ["ruby", [join(READERS, "zip_stream_reader.rb")]],
+  "busybox unzip -": () => ["python3", [join(READERS, "busybox_unzip_reader.py")]],
+  "zip4j ZipInputStream": () => ["java", ["-cp", "/usr/share/java/zip4j.jar", join(READERS, "Zip4jStreamReader.java")]],
+} as const satisfies Record<string, () => [string, string[]]>;
+
+/** One of the readers above on the archive, from a pipe. */
+export async function pipeReaderEntries(reader: keyof typeof PIPE_READERS, zip: string): Promise<StreamedEntry[]> {
+  const [cmd, args] = PIPE_READERS[reader]();
+  return jsonLines(await piped(cmd, [...args], zip));
 }
 
 /** fflate's streaming Unzip fed the archive chunk by chunk, as from a pipe. */
@@ -235,24 +262,39 @@ function checkStreamed(tool: string, got: readonly StreamedEntry[], expected: re
 }
 
 /** The streaming readers, by name: each reads the archive front to back, never its central directory. */
-export const STREAMING_READERS = ["java ZipInputStream", "bsdtar -xf -", "fflate Unzip"] as const;
+export const STREAMING_READERS = [
+  "java ZipInputStream",
+  "bsdtar -xf -",
+  "fflate Unzip",
+  "rust zip stream",
+  "rubyzip InputStream",
+  "busybox unzip -",
+  "zip4j ZipInputStream",
+] as const;
+
+export type StreamingReader = (typeof STREAMING_READERS)[number];
 
 /**
- * Reads the archive from a pipe with Java's ZipInputStream, `bsdtar -xf -` and fflate's
- * streaming Unzip, and checks that each sees exactly `expected` (which should be the central
- * directory's entries): names, kinds, sizes and bytes (and mtimes, for bsdtar).
- * `expected` must give `sha256` or `size` for every file. With `extract: false`, bsdtar reads
- * every entry (checking CRCs) without writing it, and its listing is compared instead.
+ * Reads the archive from a pipe with every streaming reader (or `readers`), and checks that
+ * each sees exactly `expected` (which should be the central directory's entries): names,
+ * kinds, sizes and bytes (and mtimes, for bsdtar). `expected` must give `sha256` or `size`
+ * for every file. With `extract: false`, bsdtar reads every entry (checking CRCs) without
+ * writing it, and its listing is compared instead, and busybox (which can only extract) is
+ * left out.
  */
 export async function verifyWithStreamingReaders(
   zip: string,
   expected: readonly ExpectedEntry[],
-  options: VerifyOptions & { readers?: ReadonlyArray<(typeof STREAMING_READERS)[number]> } = {},
+  options: VerifyOptions & { readers?: readonly StreamingReader[] } = {},
 ): Promise<void> {
   const readers = options.readers ?? STREAMING_READERS;
   await checkZip(zip);
   if (readers.includes("java ZipInputStream")) checkStreamed("java ZipInputStream", await javaStreamEntries(zip), expected);
   if (readers.includes("fflate Unzip")) checkStreamed("fflate Unzip", await fflateStreamEntries(zip), expected);
+  for (const reader of Object.keys(PIPE_READERS) as Array<keyof typeof PIPE_READERS>) {
+    if (!readers.includes(reader) || (reader === "busybox unzip -" && options.extract === false)) continue;
+    checkStreamed(reader, await pipeReaderEntries(reader, zip), expected);
+  }
   if (!readers.includes("bsdtar -xf -")) return;
   if (options.extract === false) {
     // One pass: the data to nowhere (every CRC checked), the names listed on stderr ("x name").
