@@ -71,9 +71,8 @@ export async function pinForms(entries: PinnedEntry[], items: readonly Requested
     }
     e.crc32 = item.crc32;
   }
-  const unknown = entries.filter(
-    (e) => e.kind === "file" && e.size > CLASSIC_MAX_BYTES && e.crc32 === undefined && e.key !== undefined && e.etag !== undefined,
-  );
+  // Small files too: a CRC pinned now is one every download of it neither computes nor records.
+  const unknown = entries.filter((e) => e.kind === "file" && e.size > 0 && e.crc32 === undefined && e.key !== undefined && e.etag !== undefined);
   if (unknown.length > 0) {
     const recorded = await opts.objectCrcs
       .lookup(
