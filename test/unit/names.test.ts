@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { NameAllocator, safeSegment, safeSegments } from "../../src/archive/names.js";
+import { collisionKey, NameAllocator, numbered, safeSegment, safeSegments } from "../../src/archive/names.js";
 
 describe("safe names", () => {
   it("drops absolute roots, drive letters, . and .. segments; treats backslashes as separators", () => {
@@ -52,7 +52,17 @@ describe("conflict renaming", () => {
     const names = new NameAllocator();
     expect(names.place(["docs"], "dir", 0, 0).path).toBe("docs/");
     expect(names.place(["docs"], "dir", 1, 1).path).toBe("docs (1)/");
-    expect(names.place(["docs (1)", "a.txt"], "file", 1, 1).path).toBe("docs (1)/a.txt");
+    expect(names.place(["docs", "a.txt"], "file", 1, 1).path).toBe("docs (1)/a.txt");
+    expect(names.place(["docs", "a.txt"], "file", 0, 0).path).toBe("docs/a.txt");
+  });
+
+  it("never mixes two folders of one item: a literal `a (1)` stays apart from the renamed `A`", () => {
+    const names = new NameAllocator();
+    expect(names.place(["top", "a"], "file", 0, 0).path).toBe("top/a");
+    expect(names.place(["top", "A", "x"], "file", 0, 0).path).toBe("top/A (1)/x");
+    expect(names.place(["top", "A", "y"], "file", 0, 0).path).toBe("top/A (1)/y");
+    expect(names.place(["top", "a (1)", "x"], "file", 0, 0).path).toBe("top/a (1) (1)/x");
+    expect(names.renames.map((r) => r.given)).toEqual(["top/A (1)/x", "top/a (1) (1)/x"]);
   });
 
   it("merges directories of names given as paths, and case variants inside one folder", () => {
@@ -137,5 +147,76 @@ describe("faithful, well-formed names", () => {
     const stemDotClash = names.place([safeSegment(`${"d".repeat(249)}.e.pdf`)], "file", 5, "shared").path;
     expect(stemDot.endsWith(".pdf")).toBe(true);
     expect(stemDotClash).not.toMatch(/\. \(1\)\.pdf$/);
+  });
+});
+
+describe("linear renaming", () => {
+  /**
+   * The allocator's rule written the slow way, the reference: a directory merges into the one
+   * its owner got for the same wanted name; otherwise try ` (1)`, ` (2)`… from 1 every time.
+   */
+  function reference() {
+    type Node = { kind: "dir"; name: string; owner: number | "shared"; children: Map<string, Node> } | { kind: "file" };
+    const root: Node = { kind: "dir", name: "", owner: "shared", children: new Map() };
+    const merged = new Map<Node, Map<string, string>>();
+    return (segments: string[], kind: "file" | "dir", dirOwner: number | "shared"): string => {
+      let dir = root;
+      const given: string[] = [];
+      segments.forEach((wanted, i) => {
+        const isDir = i < segments.length - 1 || kind === "dir";
+        const mergeKey = `${dirOwner}/${collisionKey(wanted)}`;
+        let name = isDir ? merged.get(dir)?.get(mergeKey) : undefined;
+        if (name === undefined) {
+          name = wanted;
+          for (let n = 1; dir.children.has(collisionKey(name)); n++) name = numbered(wanted, n, isDir);
+          if (isDir) merged.set(dir, (merged.get(dir) ?? new Map()).set(mergeKey, name));
+        }
+        let node = dir.children.get(collisionKey(name));
+        if (!node) {
+          node = isDir ? { kind: "dir", name, owner: dirOwner, children: new Map() } : { kind: "file" };
+          dir.children.set(collisionKey(name), node);
+        }
+        given.push(node.kind === "dir" ? node.name : name);
+        if (node.kind === "dir") dir = node;
+      });
+      return given.join("/") + (kind === "dir" ? "/" : "");
+    };
+  }
+
+  it("gives the names the one-at-a-time rule gives, on random trees of clashing names", () => {
+    // Seeded so a failure reproduces; names clash by case and by numbering ("a (1)" asked for literally).
+    let seed = 7;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const pool = ["a", "A", "a (1)", "a (2)", "b.txt", "B.TXT", "b (1).txt", "dir", "Dir", "dir (1)"];
+    for (let round = 0; round < 200; round++) {
+      const fast = new NameAllocator();
+      const slow = reference();
+      for (let i = 0; i < 60; i++) {
+        const depth = 1 + rand(3);
+        const segments = Array.from({ length: depth }, () => pool[rand(pool.length)] as string);
+        const kind = rand(4) === 0 ? "dir" : "file";
+        const owner = rand(3) === 0 ? "shared" : rand(4);
+        let expected: string | Error;
+        try {
+          expected = slow(segments, kind, owner);
+        } catch (e) {
+          expected = e as Error;
+        }
+        expect(fast.place(segments, kind, i, owner).path, `round ${round}, entry ${i}: ${segments.join("/")}`).toBe(expected);
+      }
+    }
+  });
+
+  it("numbers 10,000 equal names in one pass: (1) to (9999), each name once", () => {
+    const names = new NameAllocator();
+    const long = `${"n".repeat(236)}.bin`;
+    const given = Array.from({ length: 10_000 }, (_, i) => names.place([long], "file", i, "shared").path);
+    expect(new Set(given.map(collisionKey)).size).toBe(10_000);
+    expect(given[1]).toBe(`${"n".repeat(236)} (1).bin`);
+    expect(given[9999]).toBe(`${"n".repeat(236)} (9999).bin`);
+    for (const g of given) expect(Buffer.byteLength(g)).toBeLessThanOrEqual(255);
   });
 });

@@ -5,6 +5,7 @@ import { GatewayError } from "../../errors.js";
 import { downloadContext, serveDownload } from "../../http/download.js";
 import type { RequestedItem } from "../../manifest/schema.js";
 import { keyFromPath } from "../../storage/keys.js";
+import { mapInSlices } from "../../util/breather.js";
 import { formsView } from "../../zipball/forms.js";
 import { jsonObject, onlyFields, optionalString } from "../body.js";
 import type { ApiDeps, AppEnv } from "../deps.js";
@@ -123,7 +124,7 @@ export function bitpaketRoutes(deps: ApiDeps): Hono<AppEnv> {
 async function parseObjects(objects: unknown[], deps: ApiDeps, scopes: string[] | undefined): Promise<RequestedItem[]> {
   const unknownIds: string[] = [];
   const items = await Promise.all(
-    objects.map(async (o, index): Promise<RequestedItem | undefined> => {
+    await mapInSlices(objects, async (o, index): Promise<RequestedItem | undefined> => {
       const where = `objects[${index}]`;
       if (typeof o !== "object" || o === null || Array.isArray(o)) {
         throw new GatewayError(400, "invalid_object", `${where} must be an object`, { details: { index } });

@@ -8,6 +8,7 @@ import { downloadContext, planDownload, sendDownload } from "../../http/download
 import { describeError } from "../../log.js";
 import type { RequestedItem } from "../../manifest/schema.js";
 import { keyFromPath } from "../../storage/keys.js";
+import { mapInSlices } from "../../util/breather.js";
 import { isUuidV4 } from "../../util/uuid.js";
 import type { DownloadLease } from "../../zipball/download-leases.js";
 import { formsView } from "../../zipball/forms.js";
@@ -51,7 +52,7 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
     if (prepare !== undefined && typeof prepare !== "boolean") throw new GatewayError(400, "bad_request", `"prepare" must be true or false`);
     const items = parseItems(body.items, deps.maxItems);
     const name = optionalString(body.download_file_name, "download_file_name", 255) ?? "download";
-    const requested = await Promise.all(items.map((item) => toRequested(item, deps, caller.scopes)));
+    const requested = await Promise.all(await mapInSlices(items, (item) => toRequested(item, deps, caller.scopes)));
     const { zipball, resolution, forms } = await deps.service.create({
       flavour: "box",
       items: requested,

@@ -8,6 +8,7 @@ import type { JobStore } from "../../jobs/store.js";
 import type { JobRecord } from "../../jobs/types.js";
 import type { UrlFetcher } from "../../sources/url.js";
 import { keyFromPath } from "../../storage/keys.js";
+import { mapInSlices } from "../../util/breather.js";
 import { uuidv7 } from "../../util/uuid.js";
 import { jsonObject, onlyFields, optionalString } from "../body.js";
 import type { ApiDeps, AppEnv } from "../deps.js";
@@ -61,7 +62,7 @@ export function zipkitRoutes(deps: ApiDeps & ZipkitDeps): Hono<AppEnv> {
       await deps.urls.check(parsed);
       parsedUrls.push({ url: parsed.href, filename: safeName(optionalString(filename, `urls[${i}].filename`)) });
     }
-    const parsedObjects = objects.map((o, i) => {
+    const parsedObjects = await mapInSlices(objects, (o, i) => {
       if (typeof o !== "object" || o === null) throw new GatewayError(400, "invalid_request", `objects[${i}] must be an object`);
       onlyFields(o as Record<string, unknown>, ["path", "filename"], `objects[${i}]`);
       const { path, filename } = o as { path?: unknown; filename?: unknown };
