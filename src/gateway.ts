@@ -38,6 +38,7 @@ export async function createGateway(config: Config, given: Storage, logger: Logg
     cacheTtlMs: config.state.cacheTtlMs,
   });
   const urls = new UrlFetcher({ allow: config.urlAllow });
+  const lifecycle = new Lifecycle(config.limits.maxDownloads);
   const service = new ZipballService({
     storage,
     zipballs,
@@ -54,6 +55,7 @@ export async function createGateway(config: Config, given: Storage, logger: Logg
     objectCrcs: new ObjectCrcIndex({ storage, secret: secrets.signingSecret }),
     logger,
     metrics,
+    admit: () => lifecycle.admit(),
   });
   const jobs = new JobStore(storage);
   const runner = new JobRunner({
@@ -63,7 +65,7 @@ export async function createGateway(config: Config, given: Storage, logger: Logg
     logger,
     concurrency: config.jobs.concurrency,
     leaseMs: config.jobs.leaseMs,
-    webhook: config.jobs.webhook,
+    webhook: config.jobs.webhook && { ...config.jobs.webhook, urls },
     metrics,
   });
   const sweeper = new Sweeper({
@@ -73,7 +75,6 @@ export async function createGateway(config: Config, given: Storage, logger: Logg
     rate: config.state.sweepRate,
     jobRetentionMs: config.state.jobRetentionMs,
   });
-  const lifecycle = new Lifecycle(config.limits.maxDownloads);
   metrics.observe({ inFlight: () => lifecycle.inFlight, jobs: () => runner.counts() });
   const app = createApp({
     service,

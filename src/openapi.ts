@@ -255,7 +255,7 @@ const schemas: Record<string, Schema> = {
         type: "object",
         additionalProperties: false,
         properties: Object.fromEntries(
-          ["over_byte_budget", "over_time_budget", "not_prepared", "read_failed", "deflated_large", "unknown_length"].map((r) => [
+          ["over_byte_budget", "over_time_budget", "not_prepared", "read_failed", "deflated_large", "unknown_length", "gateway_busy"].map((r) => [
             r,
             { type: "integer", minimum: 1 },
           ]),

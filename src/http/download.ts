@@ -6,6 +6,7 @@ import type { Context } from "hono";
 import type { AppEnv } from "../api/deps.js";
 import { CLASSIC_INLINE_MAX } from "../archive/stream.js";
 import { streamedArchive } from "../archive/streamed.js";
+import { toGatewayError } from "../errors.js";
 import { describeError, type Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import { giveBack } from "../util/buffer-pool.js";
@@ -156,7 +157,7 @@ export async function sendDownload(
  * failed transfer; a client that goes away aborts `controller`, which stops
  * the storage reads. Node's strict length check guards a body of known length.
  */
-function sendBody(
+async function sendBody(
   outgoing: ServerResponse,
   status: number,
   headers: Headers,
@@ -166,7 +167,7 @@ function sendBody(
   opts: ServeOptions,
   slot: Slot,
   download: Download,
-): Response {
+): Promise<Response> {
   const started = opts.startedAt;
   const zipball = `${download.zipball.manifest.id.slice(0, 8)}…`;
   const flavour = download.zipball.manifest.flavour;
@@ -207,7 +208,8 @@ function sendBody(
       key_id: download.zipball.manifest.owner || undefined,
       client: opts.client,
       outcome,
-      status,
+      // Before the head, the answer is the error's own status (the flavour's error shape).
+      status: outgoing.headersSent || error === undefined ? status : toGatewayError(error).status,
       bytes_sent: active.sent,
       bytes_expected: expected,
       range: headers.get("content-range") ?? undefined,
@@ -215,7 +217,9 @@ function sendBody(
       ttfb_ms: firstByteAt === undefined ? undefined : Math.round(firstByteAt - started),
       ...opts.trace,
     };
-    if (outcome === "failed") opts.logger.error("download failed after the first byte; aborting the connection", { ...fields, ...describeError(error) });
+    if (outcome === "failed" && !outgoing.headersSent)
+      opts.logger.warn("download failed before its first byte; answered with the error", { ...fields, ...describeError(error) });
+    else if (outcome === "failed") opts.logger.error("download failed after the first byte; aborting the connection", { ...fields, ...describeError(error) });
     else opts.logger.info("download", fields);
   };
   /** Ends a body that never started: its reads stop, and it is recorded as `why`. */
@@ -226,6 +230,21 @@ function sendBody(
     finish(reason);
   };
   // The client may have gone while the first object was opened.
+  if (outgoing.destroyed || opts.signal.aborted) {
+    abandon("client_gone", new Error("client went away"));
+    return RESPONSE_ALREADY_SENT;
+  }
+  const chunks = iter[Symbol.asyncIterator]();
+  // The head goes out with the first bytes: whatever fails before them (an object changed
+  // since creation, a wrong caller crc32 found in a first entry read whole) is still
+  // answered with its status, in the flavour's error shape, not an empty reply.
+  let first: IteratorResult<Buffer>;
+  try {
+    first = await chunks.next();
+  } catch (err) {
+    abandon(outgoing.destroyed || opts.signal.aborted ? "client_gone" : "failed", err);
+    throw err;
+  }
   if (outgoing.destroyed || opts.signal.aborted) {
     abandon("client_gone", new Error("client went away"));
     return RESPONSE_ALREADY_SENT;
@@ -246,7 +265,8 @@ function sendBody(
   outgoing.on("close", onClose);
   void (async () => {
     try {
-      for await (const chunk of iter) {
+      for (let next = first; !next.done; next = await chunks.next()) {
+        const chunk = next.value;
         if (outgoing.destroyed) throw new Error("client went away");
         if (firstByteAt === undefined) {
           firstByteAt = performance.now();
@@ -264,11 +284,18 @@ function sendBody(
       }
       if (expected !== undefined && active.sent !== expected) throw new Error(`archive produced ${active.sent} bytes, expected ${expected}`);
       outgoing.end();
+      // Complete once the last bytes left for the socket, not when they were queued: a
+      // client gone meanwhile did not get the archive (Box reports `succeeded` on this).
+      if (!(await flushed(outgoing, opts.sendTimeoutMs))) {
+        outcome = "stalled";
+        throw new Error("the client took nothing for the send timeout");
+      }
       finish();
     } catch (err) {
-      const gone = (controller.signal.aborted || outgoing.destroyed) && !outgoing.writableEnded;
+      const gone = (controller.signal.aborted || outgoing.destroyed) && !outgoing.writableFinished;
       if (outcome === "complete") outcome = gone ? "client_gone" : "failed";
       controller.abort(err);
+      void Promise.resolve(chunks.return?.()).catch(() => {});
       outgoing.destroy();
       finish(err);
     } finally {
@@ -276,6 +303,33 @@ function sendBody(
     }
   })();
   return RESPONSE_ALREADY_SENT;
+}
+
+/** Resolves true on 'finish', false when it did not come within `timeoutMs`; rejects when the client went away first. */
+function flushed(outgoing: ServerResponse, timeoutMs: number): Promise<boolean> {
+  if (outgoing.writableFinished) return Promise.resolve(true);
+  return new Promise((resolve, reject) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      outgoing.off("finish", onFinish);
+      outgoing.off("close", onClose);
+    };
+    const onFinish = (): void => {
+      done();
+      resolve(true);
+    };
+    const onClose = (): void => {
+      done();
+      if (outgoing.writableFinished) resolve(true);
+      else reject(new Error("client went away"));
+    };
+    const timer = setTimeout(() => {
+      done();
+      resolve(false);
+    }, timeoutMs);
+    outgoing.once("finish", onFinish);
+    outgoing.once("close", onClose);
+  });
 }
 
 /** Resolves true on 'drain', false when none came within `timeoutMs`; rejects when the client went away. */
@@ -318,7 +372,7 @@ function streamChunked(
   mode: { store: boolean },
   slot: Slot,
   controller: AbortController,
-): Response {
+): Promise<Response> {
   // Deflated entries up to the inline bound, and stored ones of unknown length up to the small size, go out classic.
   const inlineMax = mode.store ? CLASSIC_INLINE_MAX : service.deflateInlineMax;
   const body: Readable = streamedArchive(download.entries, service.reader(download), controller.signal, { ...mode, maxBytes: service.maxBytes, inlineMax });

@@ -16,6 +16,8 @@ import { deliver, type WebhookOptions } from "./webhook.js";
 /** Parts of 8 MiB, two in flight: the memory a running job holds for its upload. */
 const PART_SIZE = 8 * 1024 * 1024;
 const PARTS_IN_FLIGHT = 2;
+/** Webhook deliveries in flight per process; they never hold a job slot or a job's lease. */
+export const WEBHOOK_CONCURRENCY = 4;
 
 export interface JobRunnerOptions {
   jobs: JobStore;
@@ -43,9 +45,14 @@ export interface JobRunnerOptions {
 export class JobRunner {
   readonly #opts: JobRunnerOptions;
   readonly #owner = randomUUID();
-  readonly #queue: string[] = [];
+  /** Queued jobs per key, and the keys in turn: each key's next job runs before any key's second. */
+  readonly #queues = new Map<string, string[]>();
+  readonly #queued = new Set<string>();
   readonly #running = new Map<string, AbortController>();
   readonly #clients = new Map<string, S3Client>();
+  readonly #hooks: JobRecord[] = [];
+  readonly #hooksRunning = new Set<Promise<void>>();
+  readonly #hooksStop = new AbortController();
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
   #scannedAll = false;
@@ -56,7 +63,7 @@ export class JobRunner {
 
   /** This process's jobs by state, for the `zipgate_jobs` gauge. */
   counts(): { queued: number; processing: number } {
-    return { queued: this.#queue.length, processing: this.#running.size };
+    return { queued: this.#queued.size, processing: this.#running.size };
   }
 
   destination(bucket: string): Destination | undefined {
@@ -82,38 +89,65 @@ export class JobRunner {
     const { jobs } = this.#opts;
     const full = !this.#scannedAll;
     const ids = full ? (await jobs.ids()).reverse() : await jobs.pendingIds();
+    const seen: Array<Pick<JobRecord, "uuid" | "owner">> = [];
     for (const uuid of ids) {
-      if (this.#running.has(uuid) || this.#queue.includes(uuid)) continue;
+      if (this.#running.has(uuid) || this.#queued.has(uuid)) continue;
       const job = await jobs.get(uuid);
+      if (job && full) seen.push(job);
       if (job && (job.status === "none" || job.status === "processing")) {
         if (full) await jobs.mark(uuid);
-        this.enqueue(uuid);
+        this.enqueue(uuid, job.owner);
       } else if (!full) {
         await jobs.unmark(uuid);
       }
     }
+    // Jobs written before the per-key index existed get their entries, once.
+    if (full) await jobs.backfillIndex(seen);
     this.#scannedAll = true;
   }
 
-  enqueue(uuid: string): void {
-    if (this.#stopped || this.#queue.includes(uuid) || this.#running.has(uuid)) return;
-    this.#queue.push(uuid);
+  /** Queues a job behind its key's other queued jobs; keys take turns. */
+  enqueue(uuid: string, owner = ""): void {
+    if (this.#stopped || this.#queued.has(uuid) || this.#running.has(uuid)) return;
+    const queue = this.#queues.get(owner);
+    if (queue) queue.push(uuid);
+    else this.#queues.set(owner, [uuid]);
+    this.#queued.add(uuid);
     this.#pump();
+  }
+
+  /** The next job in turn: the first key's first job, that key then going to the back. */
+  #next(): string | undefined {
+    for (const [owner, queue] of this.#queues) {
+      const uuid = queue.shift();
+      this.#queues.delete(owner);
+      if (queue.length > 0) this.#queues.set(owner, queue);
+      if (uuid !== undefined) {
+        this.#queued.delete(uuid);
+        return uuid;
+      }
+    }
+    return undefined;
   }
 
   /** Stops taking jobs; running ones are aborted and their leases released, to run again later. */
   async stop(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#timer);
-    this.#queue.length = 0;
+    this.#queues.clear();
+    this.#queued.clear();
     for (const controller of this.#running.values()) controller.abort(new Error("the gateway is stopping"));
     while (this.#running.size > 0) await new Promise((r) => setTimeout(r, 20));
+    // Deliveries in flight end their wait and record what they got; queued ones stay "pending".
+    this.#hooks.length = 0;
+    this.#hooksStop.abort(new Error("the gateway is stopping"));
+    await Promise.all(this.#hooksRunning);
     for (const client of this.#clients.values()) client.destroy();
   }
 
   #pump(): void {
-    while (!this.#stopped && this.#running.size < this.#opts.concurrency && this.#queue.length > 0) {
-      const uuid = this.#queue.shift() as string;
+    while (!this.#stopped && this.#running.size < this.#opts.concurrency && this.#queued.size > 0) {
+      const uuid = this.#next() as string;
       const controller = new AbortController();
       this.#running.set(uuid, controller);
       void this.#run(uuid, controller.signal)
@@ -153,15 +187,39 @@ export class JobRunner {
       await jobs.put(job);
       this.#opts.logger.info("job finished", { job: uuid, status: job.status });
       this.#opts.metrics?.jobsFinished.inc({ status: job.status });
-      if (this.#opts.webhook) {
-        job.webhook = await deliver(this.#opts.webhook, { type: job.status === "succeeded" ? "zip.completed" : "zip.failed", data: jobView(job) });
-        this.#opts.metrics?.webhookDeliveries.inc({ outcome: job.webhook.state });
-        this.#opts.metrics?.webhookAttempts.inc(job.webhook.attempts);
-        await jobs.put(job);
-      }
+      if (this.#opts.webhook) this.#queueHook(job);
     } finally {
       clearInterval(renew);
       await jobs.release(uuid, this.#owner).catch(() => {});
+    }
+  }
+
+  /** Queues a finished job's webhook: delivered by the webhook pool, after the job's slot and lease are given back. */
+  #queueHook(job: JobRecord): void {
+    this.#hooks.push(job);
+    queueMicrotask(() => this.#pumpHooks());
+  }
+
+  #pumpHooks(): void {
+    const webhook = this.#opts.webhook;
+    if (!webhook || this.#stopped) return;
+    while (this.#hooksRunning.size < WEBHOOK_CONCURRENCY && this.#hooks.length > 0) {
+      const job = this.#hooks.shift() as JobRecord;
+      const running: Promise<void> = (async () => {
+        job.webhook = await deliver(
+          { ...webhook, signal: this.#hooksStop.signal },
+          { type: job.status === "succeeded" ? "zip.completed" : "zip.failed", data: jobView(job) },
+        );
+        this.#opts.metrics?.webhookDeliveries.inc({ outcome: job.webhook.state });
+        this.#opts.metrics?.webhookAttempts.inc(job.webhook.attempts);
+        await this.#opts.jobs.put(job);
+      })()
+        .catch((err: unknown) => this.#opts.logger.warn("webhook delivery failed", { job: job.uuid, ...describeError(err) }))
+        .finally(() => {
+          this.#hooksRunning.delete(running);
+          this.#pumpHooks();
+        });
+      this.#hooksRunning.add(running);
     }
   }
 

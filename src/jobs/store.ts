@@ -7,6 +7,14 @@ const PREFIX = `${RESERVED_PREFIX}jobs/`;
 /** One empty object per job not finished yet: what replicas scan, instead of every job ever made. */
 const PENDING = `${RESERVED_PREFIX}jobs-pending/`;
 
+/** One empty object per job under its key's id: a key's listing reads only its own jobs. */
+const BY_KEY = `${RESERVED_PREFIX}jobs-by-key/`;
+
+/** Where a job's entry in its key's index lives. */
+export function jobIndexKey(owner: string, uuid: string): string {
+  return `${BY_KEY}${owner || "_"}/${uuid}`;
+}
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 /** Job records and their leases, in the store's reserved prefix: every replica sees every job. */
@@ -17,6 +25,39 @@ export class JobStore {
     if (!UUID.test(uuid)) return null;
     const body = await this.storage.get(`${PREFIX}${uuid}/job`);
     return body ? (JSON.parse(body.toString("utf8")) as JobRecord) : null;
+  }
+
+  /** Writes a new job: its key's index entry first, so a listing never misses a job that exists. */
+  async create(job: JobRecord): Promise<void> {
+    await this.storage.put(jobIndexKey(job.owner, job.uuid), "");
+    await this.put(job);
+  }
+
+  /** Ids of one key's jobs, newest first (UUIDv7 sorts by creation time). */
+  async idsOf(owner: string): Promise<string[]> {
+    const prefix = `${BY_KEY}${owner || "_"}/`;
+    return (await this.#idsUnder(prefix, (rest) => rest)).sort().reverse();
+  }
+
+  /**
+   * Adds the index entries jobs written before the index existed lack: one listing of the
+   * index, then a write per job missing from it.
+   */
+  async backfillIndex(jobs: ReadonlyArray<Pick<JobRecord, "uuid" | "owner">>): Promise<number> {
+    const indexed = new Set<string>();
+    try {
+      for await (const item of this.storage.list(BY_KEY)) if (item.kind === "file") indexed.add(item.key);
+    } catch (err) {
+      if ((err as { status?: number }).status !== 404) throw err;
+    }
+    let added = 0;
+    for (const job of jobs) {
+      const key = jobIndexKey(job.owner, job.uuid);
+      if (indexed.has(key)) continue;
+      await this.storage.put(key, "");
+      added += 1;
+    }
+    return added;
   }
 
   async put(job: JobRecord): Promise<void> {

@@ -1,4 +1,6 @@
 import { createHmac, randomUUID } from "node:crypto";
+import type { IncomingMessage } from "node:http";
+import { safeUrl, UrlFetcher } from "../sources/url.js";
 
 export interface WebhookOptions {
   url: string;
@@ -14,7 +16,17 @@ export interface WebhookOptions {
   signal?: AbortSignal | undefined;
   /** How a wait between attempts is made; tests observe the delays through it. */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /**
+   * The guard for addresses reached by redirects (the configured URL itself is the
+   * operator's): the URL objects' one, with its allow list. @default one with no allow list
+   */
+  urls?: UrlFetcher | undefined;
 }
+
+/** Bytes of a receiver's answer read (and discarded); past them the connection is closed. */
+export const WEBHOOK_ANSWER_BYTES = 4096;
+/** Redirects followed per attempt: only 307 and 308, which keep the POST and its body. */
+const MAX_REDIRECTS = 3;
 
 /** Longest wait between attempts, whatever an answer's Retry-After asks. */
 const MAX_WAIT_MS = 10 * 60 * 1000;
@@ -50,12 +62,16 @@ export async function deliver(options: WebhookOptions, event: { type: string; da
   const sleep = options.sleep ?? wait;
   let last: Pick<Delivery, "last_status" | "last_error"> = {};
   let retryAfter: number | undefined;
+  const urls = options.urls ?? new UrlFetcher();
   for (let attempt = 1; attempt <= attempts; attempt++) {
     const timestamp = Math.floor(Date.now() / 1000);
     retryAfter = undefined;
+    // One deadline for the whole attempt: connecting, every redirect, the answer's head and
+    // its first bytes. An answer not read by then is a failed attempt, whatever its status.
+    const timeout = AbortSignal.timeout(options.timeoutMs ?? 10_000);
+    const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
     try {
-      const res = await fetch(options.url, {
-        method: "POST",
+      const res = await post(urls, new URL(options.url), {
         headers: {
           "content-type": "application/json",
           "x-zipgate-event": event.type,
@@ -63,16 +79,15 @@ export async function deliver(options: WebhookOptions, event: { type: string; da
           "x-zipgate-signature": signature(options.secret, timestamp, body),
         },
         body,
-        signal: options.signal
-          ? AbortSignal.any([options.signal, AbortSignal.timeout(options.timeoutMs ?? 10_000)])
-          : AbortSignal.timeout(options.timeoutMs ?? 10_000),
+        signal,
       });
-      await res.arrayBuffer().catch(() => {});
-      last = { last_status: res.status };
-      if (res.ok) return { id, state: "delivered", attempts: attempt, last_status: res.status, delivered_at: new Date().toISOString() };
-      retryAfter = retryAfterMs(res.headers.get("retry-after"));
+      const status = res.statusCode ?? 0;
+      last = { last_status: status };
+      if (status >= 200 && status < 300) return { id, state: "delivered", attempts: attempt, last_status: status, delivered_at: new Date().toISOString() };
+      if (status >= 300 && status < 400) last.last_error = `answered ${status}; only 307 and 308 redirects are followed, at most ${MAX_REDIRECTS}`;
+      retryAfter = retryAfterMs(headerText(res.headers["retry-after"]));
     } catch (err) {
-      last = { last_error: err instanceof Error ? err.message : String(err) };
+      last = { last_error: timeout.aborted ? `no answer within ${options.timeoutMs ?? 10_000} ms` : err instanceof Error ? err.message : String(err) };
     }
     if (attempt === attempts || options.signal?.aborted) return { id, state: "failed", attempts: attempt, ...last };
     const step = (options.backoffMs ?? 1000) * 2 ** (attempt - 1);
@@ -80,6 +95,39 @@ export async function deliver(options: WebhookOptions, event: { type: string; da
     if (options.signal?.aborted) return { id, state: "failed", attempts: attempt, ...last };
   }
   return { id, state: "failed", attempts, ...last };
+}
+
+/**
+ * POSTs the event and reads at most WEBHOOK_ANSWER_BYTES of the answer before closing the
+ * connection, so a receiver answering with gigabytes costs a few KiB. Follows 307 and 308
+ * (each hop past the first checked by the URL guard), nothing else.
+ */
+async function post(urls: UrlFetcher, start: URL, init: { headers: Record<string, string>; body: string; signal: AbortSignal }): Promise<IncomingMessage> {
+  let url = start;
+  for (let hop = 0; ; hop++) {
+    const res = await urls.send(url, { method: "POST", ...init, guarded: hop > 0 });
+    const location = res.headers.location;
+    if ((res.statusCode === 307 || res.statusCode === 308) && location && hop < MAX_REDIRECTS) {
+      res.destroy();
+      url = urls.parse(new URL(location, url).href);
+      continue;
+    }
+    let read = 0;
+    try {
+      for await (const chunk of res) {
+        read += (chunk as Buffer).length;
+        if (read >= WEBHOOK_ANSWER_BYTES) break;
+      }
+    } finally {
+      res.destroy();
+    }
+    if (init.signal.aborted) throw new Error(`the answer of ${safeUrl(url)} was not read in time`);
+    return res;
+  }
+}
+
+function headerText(value: string | string[] | undefined): string | null {
+  return Array.isArray(value) ? (value[0] ?? null) : (value ?? null);
 }
 
 /** `Retry-After` as seconds or an HTTP date, in ms from now; undefined when absent or unreadable. */

@@ -136,13 +136,13 @@ export class UrlFetcher {
   }
 
   /** One request, no redirects followed; guarded and timed. */
-  #request(url: URL, method: string, headers: Record<string, string>, signal?: AbortSignal): Promise<IncomingMessage> {
+  #request(url: URL, method: string, headers: Record<string, string>, signal?: AbortSignal, body?: string, guarded = true): Promise<IncomingMessage> {
     const host = url.hostname.replace(/^\[|\]$/g, "");
     // Node skips the lookup for address literals: check them here.
-    if (isIP(host) !== 0 && !this.#hostAllowed(host) && !this.addressAllowed(host)) return Promise.reject(notAllowed(url, host));
+    if (guarded && isIP(host) !== 0 && !this.#hostAllowed(host) && !this.addressAllowed(host)) return Promise.reject(notAllowed(url, host));
     const request = url.protocol === "https:" ? httpsRequest : httpRequest;
     return new Promise((resolve, reject) => {
-      const req = request(url, { method, headers, signal, lookup: this.#lookup(url), agent: false }, resolve);
+      const req = request(url, { method, headers, signal, ...(guarded ? { lookup: this.#lookup(url) } : {}), agent: false }, resolve);
       req.on("socket", (socket) => {
         const timer = setTimeout(() => req.destroy(new GatewayError(504, "url_timeout", `connecting to ${url.host} timed out`)), this.#connectTimeout);
         socket.once(url.protocol === "https:" ? "secureConnect" : "connect", () => clearTimeout(timer));
@@ -152,8 +152,17 @@ export class UrlFetcher {
       req.on("error", (err) =>
         reject(err instanceof GatewayError ? err : new GatewayError(502, "url_unavailable", `fetching ${safeUrl(url)} failed`, { cause: err })),
       );
-      req.end();
+      req.end(body);
     });
+  }
+
+  /**
+   * One request with a body (a webhook's POST), no redirect followed. `guarded: false` only
+   * for an address the operator configured; every address reached from it (a redirect's
+   * `Location`) is checked like a URL object's.
+   */
+  send(url: URL, init: { method: string; headers: Record<string, string>; body?: string; signal?: AbortSignal; guarded: boolean }): Promise<IncomingMessage> {
+    return this.#request(url, init.method, init.headers, init.signal, init.body, init.guarded);
   }
 
   /** Follows redirects (each hop re-checked) up to the limit. */

@@ -38,10 +38,15 @@ export interface FormOptions {
   crcOf(entry: PinnedEntry, signal: AbortSignal): Promise<number>;
   logger: Logger;
   signal?: AbortSignal | undefined;
+  /**
+   * Takes one of the process's download slots for the reads (they read objects as a download
+   * does); throws (503) when none is free. None: the reads take no slot.
+   */
+  admit?: (() => { release(): void }) | undefined;
 }
 
 /** Why a file entry has the descriptor form (the create responses count them by these). */
-export type DescriptorReason = "over_byte_budget" | "over_time_budget" | "not_prepared" | "read_failed" | "deflated_large" | "unknown_length";
+export type DescriptorReason = "over_byte_budget" | "over_time_budget" | "not_prepared" | "read_failed" | "deflated_large" | "unknown_length" | "gateway_busy";
 
 /** How many file entries have each form, and why the descriptor ones have it. */
 export interface FormSummary {
@@ -137,43 +142,64 @@ async function learnCrcs(entries: PinnedEntry[], opts: FormOptions): Promise<Map
   const todo = [...entries.entries()].filter(([, e]) => e.kind === "file" && e.crc32 === undefined && e.size > CLASSIC_MAX_BYTES);
   if (todo.length === 0 || opts.budget === "none") return reasons;
   const budget = opts.budget === "all" ? { bytes: Number.POSITIVE_INFINITY, ms: 0 } : opts.budget;
-  todo.sort((a, b) => a[1].size - b[1].size);
-  let bytes = 0;
-  const chosen: Array<[number, PinnedEntry]> = [];
+  // One read per object version, however many entries name it: its bytes count once.
+  const byObject = new Map<string, Array<[number, PinnedEntry]>>();
   for (const t of todo) {
-    if (bytes + t[1].size > budget.bytes) reasons.set(t[0], "over_byte_budget");
+    const e = t[1];
+    const id = `${e.url ?? `/${e.key ?? ""}`}\0${e.etag ?? ""}\0${e.size}`;
+    const same = byObject.get(id);
+    if (same) same.push(t);
+    else byObject.set(id, [t]);
+  }
+  const objects = [...byObject.values()].sort((a, b) => (a[0] as [number, PinnedEntry])[1].size - (b[0] as [number, PinnedEntry])[1].size);
+  let bytes = 0;
+  const chosen: Array<Array<[number, PinnedEntry]>> = [];
+  for (const group of objects) {
+    const size = (group[0] as [number, PinnedEntry])[1].size;
+    if (bytes + size > budget.bytes) for (const [i] of group) reasons.set(i, "over_byte_budget");
     else {
-      bytes += t[1].size;
-      chosen.push(t);
+      bytes += size;
+      chosen.push(group);
     }
   }
   if (chosen.length === 0) return reasons;
+  // The reads hold a download slot, like the download they stand in for.
+  let slot: { release(): void } | undefined;
+  try {
+    slot = opts.admit?.();
+  } catch (err) {
+    if (opts.budget === "all") throw err;
+    for (const group of chosen) for (const [i] of group) reasons.set(i, "gateway_busy");
+    return reasons;
+  }
   // The deadline stops the reads still running; the request's own signal stops everything.
   const deadline = budget.ms > 0 ? AbortSignal.timeout(budget.ms) : undefined;
   const signal = AbortSignal.any([...(opts.signal ? [opts.signal] : []), ...(deadline ? [deadline] : [])]);
   const facts: Array<ObjectRef & { crc: number }> = [];
-  await mapLimit(chosen, opts.prepareConcurrency, async ([i, e]) => {
-    if (deadline?.aborted) {
-      reasons.set(i, "over_time_budget");
-      return;
-    }
-    try {
-      const crc = await opts.crcOf(e, signal);
-      e.crc32 = crc;
-      if (e.key !== undefined && e.etag !== undefined) facts.push({ key: e.key, etag: e.etag, crc });
-    } catch (err) {
-      if (opts.signal?.aborted) throw err;
-      if (deadline?.aborted) {
-        reasons.set(i, "over_time_budget");
-        return;
+  const mark = (group: Array<[number, PinnedEntry]>, why: DescriptorReason): void => {
+    for (const [i] of group) reasons.set(i, why);
+  };
+  try {
+    await mapLimit(chosen, opts.prepareConcurrency, async (group) => {
+      const e = (group[0] as [number, PinnedEntry])[1];
+      if (deadline?.aborted) return mark(group, "over_time_budget");
+      try {
+        const crc = await opts.crcOf(e, signal);
+        for (const [, same] of group) same.crc32 = crc;
+        if (e.key !== undefined && e.etag !== undefined) facts.push({ key: e.key, etag: e.etag, crc });
+      } catch (err) {
+        if (opts.signal?.aborted) throw err;
+        if (deadline?.aborted) return mark(group, "over_time_budget");
+        // Gone or changed since it was listed: the creation's answer, as for any missing object.
+        if (opts.budget === "all" || (err instanceof GatewayError && err.status < 500)) throw err;
+        // The store failing a read only costs the form.
+        opts.logger.warn("could not read an object to learn its CRC", describeError(err));
+        mark(group, "read_failed");
       }
-      // Gone or changed since it was listed: the creation's answer, as for any missing object.
-      if (opts.budget === "all" || (err instanceof GatewayError && err.status < 500)) throw err;
-      // The store failing a read only costs the form.
-      opts.logger.warn("could not read an object to learn its CRC", describeError(err));
-      reasons.set(i, "read_failed");
-    }
-  });
+    });
+  } finally {
+    slot?.release();
+  }
   opts.signal?.throwIfAborted();
   await opts.objectCrcs.record(facts).catch((err: unknown) => opts.logger.warn("could not record CRCs", describeError(err)));
   return reasons;
@@ -200,6 +226,7 @@ const REASON_WORDS: Record<DescriptorReason, string> = {
   read_failed: "the store failed a read at creation",
   deflated_large: "deflated and larger than ZIPGATE_DEFLATE_INLINE",
   unknown_length: "from a URL that gives no length",
+  gateway_busy: "every download slot of this gateway (ZIPGATE_MAX_DOWNLOADS) was taken, and the reads at creation take one",
 };
 
 /**

@@ -37,6 +37,8 @@ export interface ZipballServiceOptions {
   logger: Logger;
   /** CRCs computed and reused are counted here. */
   metrics?: Metrics | undefined;
+  /** Takes a download slot (503 when none is free): the reads that learn CRCs at creation hold one. */
+  admit?: (() => { release(): void }) | undefined;
   /** Objects read at once to compute CRCs nobody recorded. @default 4 */
   crcConcurrency?: number;
   /**
@@ -367,6 +369,7 @@ export class ZipballService {
       },
       logger: this.#opts.logger,
       signal,
+      admit: this.#opts.admit,
     };
   }
 

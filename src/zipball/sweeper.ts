@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
+import { jobIndexKey } from "../jobs/store.js";
 import type { JobRecord } from "../jobs/types.js";
 import { describeError, type Logger } from "../log.js";
 import { RESERVED_PREFIX } from "../storage/keys.js";
@@ -171,7 +172,7 @@ export class Sweeper {
       const at = Date.parse(job.completed_at ?? "");
       if (!finished || !Number.isFinite(at) || now() - at < jobRetentionMs) continue;
       // Its lease (and a store's claim marker beside it) first, the record last.
-      for (const key of [...parts.filter((p) => p !== record).map((p) => p.key), `${JOBS_PENDING}${uuid}`, record.key]) {
+      for (const key of [...parts.filter((p) => p !== record).map((p) => p.key), `${JOBS_PENDING}${uuid}`, jobIndexKey(job.owner, uuid), record.key]) {
         await pace();
         await storage.delete(key);
       }

@@ -1,4 +1,6 @@
-import { mkdir, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tempDir } from "../helpers/archive.js";
@@ -61,6 +63,42 @@ describe("one request never stalls the others", () => {
     expect(names).toContain(`${"n".repeat(236)} (9999).bin`);
   });
 
+  it("answers a wrong caller crc32 found before the first byte with its status, and logs that status", async () => {
+    await writeFile(join(dir.path, "data", "d", "small.txt"), "hello world\n");
+    const res = await fetch(`${gw.url}/v2/zipball`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${gw.key}`, "content-type": "application/json" },
+      body: JSON.stringify({ objects: [{ path: "/d/small.txt", crc32: "00000000" }] }),
+    });
+    expect(res.status).toBe(201);
+    const url = new URL((JSON.parse(await res.text()) as { data: { urls: { url: string } } }).data.urls.url);
+    const got = await fetch(`${gw.url}${url.pathname}${url.search}`);
+    expect(got.status).toBe(409);
+    expect(((await got.json()) as { error: { code: string } }).error.code).toBe("object_changed");
+    await new Promise((r) => setTimeout(r, 100));
+    const line = gw
+      .stdout()
+      .split("\n")
+      .find((l) => l.includes(url.pathname.slice(1, 9)) && l.includes('"outcome":"failed"'));
+    expect(line).toMatch(/"status":409/);
+  });
+
+  it("reads an object named by 100 entries once at creation (prepare: true), and makes them all classic", async () => {
+    await writeFile(join(dir.path, "data", "d", "shared.bin"), randomBytes(16 * 1024 * 1024));
+    const rchar = async (): Promise<number> => Number(/rchar: (\d+)/.exec(await readFile(`/proc/${gw.child.pid}/io`, "utf8"))?.[1]);
+    const before = await rchar();
+    const res = await fetch(`${gw.url}/v2/zipball`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${gw.key}`, "content-type": "application/json" },
+      body: JSON.stringify({ prepare: true, objects: Array.from({ length: 100 }, (_, i) => ({ path: "/d/shared.bin", name: `copy-${i}.bin` })) }),
+    });
+    const body = (await res.json()) as { data: { entry_forms: { classic: number; descriptor: number } } };
+    expect(res.status).toBe(201);
+    expect(body.data.entry_forms).toMatchObject({ classic: 100, descriptor: 0 });
+    // Once, not 100 times (1.6 GiB): at most twice the object, for whatever else was read.
+    expect((await rchar()) - before).toBeLessThan(32 * 1024 * 1024);
+  });
+
   it("refuses a body nested 100,000 levels deep with 400 before parsing it", async () => {
     const res = await fetch(`${gw.url}/v2/zipball`, {
       method: "POST",
@@ -73,5 +111,149 @@ describe("one request never stalls the others", () => {
       message: expect.stringContaining("deeper than 32"),
     });
     expect((await fetch(`${gw.url}/livez`)).status).toBe(200);
+  });
+});
+
+/** A GET on a raw socket that reads the head, then nothing until `resume()`. */
+function pausedGet(url: string): Promise<{ status: number; head: string; resume(): Promise<number> }> {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket: Socket = connect(Number(u.port), u.hostname);
+    socket.on("error", () => {});
+    let head = "";
+    socket.once("connect", () => socket.write(`GET ${u.pathname}${u.search} HTTP/1.1\r\nhost: ${u.host}\r\nconnection: close\r\n\r\n`));
+    const onData = (chunk: Buffer): void => {
+      head += chunk.toString("latin1");
+      const end = head.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      socket.off("data", onData);
+      socket.pause();
+      let received = Buffer.byteLength(head.slice(end + 4), "latin1");
+      const closed = new Promise<number>((r) => socket.once("close", () => r(received)));
+      resolve({
+        status: Number(head.slice(9, 12)),
+        head: head.slice(0, end),
+        resume: () => {
+          socket.on("data", (more: Buffer) => {
+            received += more.length;
+          });
+          socket.resume();
+          return closed;
+        },
+      });
+    };
+    socket.on("data", onData);
+    socket.once("close", () => reject(new Error("closed before the head")));
+  });
+}
+
+describe("what a Box reply promises", () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let gw: GatewayProcess;
+  const BIG = 48 * 1024 * 1024;
+
+  beforeAll(async () => {
+    dir = await tempDir();
+    await mkdir(join(dir.path, "data", "box"), { recursive: true });
+    await writeFile(join(dir.path, "data", "box", "big.bin"), randomBytes(BIG));
+    gw = await startGatewayProcess({ ZIPGATE_STORAGE: join(dir.path, "data"), ZIPGATE_BOX_MAX_DOWNLOADS: "1" });
+  });
+  afterAll(async () => {
+    await gw?.stop();
+    await dir?.cleanup();
+  });
+
+  const create = async (): Promise<{ id: string; download_url: string; status_url: string }> => {
+    const res = await fetch(`${gw.url}/2.0/zip_downloads`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${gw.key}`, "content-type": "application/json" },
+      body: JSON.stringify({ items: [{ type: "file", id: "/box/big.bin" }] }),
+    });
+    expect(res.status).toBe(202);
+    const body = (await res.json()) as { download_url: string; status_url: string };
+    const id = /zip_downloads\/([^/]+)\/content/.exec(body.download_url)?.[1] as string;
+    return { id, ...body };
+  };
+  const local = (u: string): string => {
+    const url = new URL(u);
+    return `${gw.url}${url.pathname}${url.search}`;
+  };
+  const state = async (statusUrl: string): Promise<string> =>
+    ((await (await fetch(local(statusUrl), { headers: { authorization: `Bearer ${gw.key}` } })).json()) as { state: string }).state;
+  const stored = async (id: string): Promise<{ updated_at: string; state: string }> =>
+    JSON.parse(await readFile(join(dir.path, "data", ".zipgate", "zipballs", id, "progress"), "utf8"));
+
+  it("invites no Range on a used-up URL, answers a busy key with Retry-After, writes progress every second, and succeeds only once the body is taken", async () => {
+    const first = await create();
+    const get = await pausedGet(local(first.download_url));
+    expect(get.status).toBe(200);
+    expect(get.head).toMatch(/\r\naccept-ranges: none\r\n/i);
+    expect(get.head).not.toMatch(/accept-ranges: bytes/i);
+
+    // The key's one download slot is taken: 429 with a Retry-After.
+    const second = await create();
+    const busy = await fetch(local(second.download_url));
+    expect(busy.status).toBe(429);
+    expect(busy.headers.get("retry-after")).toMatch(/^\d+$/);
+    expect((await busy.json()) as { code: string }).toMatchObject({ code: "user_too_many_concurrent_downloads" });
+
+    // One file, a client taking nothing: the stored progress still moves every second.
+    const before = await stored(first.id);
+    await new Promise((r) => setTimeout(r, 2500));
+    const after = await stored(first.id);
+    expect(after.state).toBe("in_progress");
+    expect(Date.parse(after.updated_at)).toBeGreaterThan(Date.parse(before.updated_at));
+    expect(await state(first.status_url)).toBe("in_progress");
+
+    const received = await get.resume();
+    expect(received).toBeGreaterThan(BIG);
+    for (let i = 0; i < 100 && (await state(first.status_url)) !== "succeeded"; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await state(first.status_url)).toBe("succeeded");
+  });
+});
+
+describe("connections", () => {
+  it("closes idle keep-alive connections first when the cap is near, so a new client gets in", async () => {
+    const dir = await tempDir();
+    const gw = await startGatewayProcess({ ZIPGATE_STORAGE: join(dir.path, "data"), ZIPGATE_MAX_CONNECTIONS: "32" });
+    const u = new URL(gw.url);
+    const sockets: Socket[] = [];
+    try {
+      // 32 clients, each served once and then idle on its keep-alive connection.
+      const closedCount = { n: 0 };
+      await Promise.all(
+        Array.from(
+          { length: 32 },
+          () =>
+            new Promise<void>((resolve, reject) => {
+              const socket = connect(Number(u.port), u.hostname);
+              sockets.push(socket);
+              socket.on("error", () => {});
+              socket.once("close", () => {
+                closedCount.n += 1;
+              });
+              let text = "";
+              socket.on("data", (d: Buffer) => {
+                text += d.toString("latin1");
+                if (/\r\n\r\nok|\r\n\r\n.+/s.test(text)) resolve();
+              });
+              socket.once("connect", () => socket.write(`GET /livez HTTP/1.1\r\nhost: ${u.host}\r\n\r\n`));
+              setTimeout(() => reject(new Error("no answer")), 10_000);
+            }),
+        ),
+      );
+      // The cap is full (of idle connections, some already closed to keep room): a new client gets its answer.
+      const res = await fetch(`${gw.url}/livez`, { headers: { connection: "close" } });
+      expect(res.status).toBe(200);
+      await res.text();
+      await new Promise((r) => setTimeout(r, 100));
+      // The room was made from idle keep-alive connections (1/16 of the cap, at least one).
+      expect(closedCount.n).toBeGreaterThanOrEqual(1);
+      expect(closedCount.n).toBeLessThan(32);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await gw.stop();
+      await dir.cleanup();
+    }
   });
 });

@@ -3,6 +3,9 @@ import { join } from "node:path";
 import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, type S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { keyId } from "../../src/auth.js";
+import { createFsStorage } from "../../src/storage/fs.js";
+import type { Storage } from "../../src/storage/types.js";
+import { uuidv7 } from "../../src/util/uuid.js";
 import { tempDir, writeTree } from "../helpers/archive.js";
 import { type RunningGateway, startGateway, TEST_KEY } from "../helpers/gateway.js";
 import { type Origin, startOrigin } from "../helpers/origin.js";
@@ -249,5 +252,155 @@ describe("ZipKit-style jobs writing zips into a bucket (Swift)", () => {
     ).json()) as { data: Job[] };
     expect(page2.data[0]?.uuid).not.toBe(page1.data[1]?.uuid);
     expect(page2.data[0]?.created_at <= (page1.data[1]?.created_at as string)).toBe(true);
+  });
+
+  it("delivers webhooks outside job slots: a receiver asking to wait ten minutes delays no other job", async () => {
+    // A receiver that answers every delivery 503 with Retry-After: 600.
+    const { createServer } = await import("node:http");
+    let deliveries = 0;
+    const stubborn = createServer((req, res) => {
+      req.resume();
+      req.on("end", () => {
+        deliveries += 1;
+        res.writeHead(503, { "retry-after": "600" }).end();
+      });
+    });
+    await new Promise<void>((r) => stubborn.listen(0, "127.0.0.1", r));
+    const hookUrl = `http://127.0.0.1:${(stubborn.address() as { port: number }).port}/hook`;
+    const one = await startGatewayProcess({ ZIPGATE_STORAGE: root, ...env, ZIPGATE_WEBHOOK_URL: hookUrl, ZIPGATE_JOB_CONCURRENCY: "1" });
+    const on = {
+      url: one.url,
+      post: (path: string, body: unknown) =>
+        fetch(one.url + path, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${TEST_KEY}` },
+          body: JSON.stringify(body),
+        }),
+    } as unknown as RunningGateway;
+    try {
+      const jobs = [];
+      for (let i = 0; i < 3; i++) {
+        origin.files.set(`slot-${i}.txt`, Buffer.from(`slot ${i}`));
+        jobs.push(await submit({ urls: [{ url: `${origin.url}/files/slot-${i}.txt` }], bucket_name: BUCKET, key: `exports/slot-${i}.zip` }, on));
+      }
+      // One job slot: each job ran after the one before, whose webhook is still waiting.
+      for (const job of jobs) {
+        const done = await settle(job.uuid, on);
+        expect(done.status).toBe("succeeded");
+        expect(done.webhook).toMatchObject({ state: "pending" });
+      }
+      await new Promise((r) => setTimeout(r, 200));
+      expect(deliveries).toBe(3);
+    } finally {
+      await one.stop();
+      await new Promise<void>((r) => {
+        stubborn.closeAllConnections();
+        stubborn.close(() => r());
+      });
+    }
+  });
+
+  it("lists a key's jobs from its own index: another key's many jobs cost it nothing, and a cursor reveals nothing", async () => {
+    const other = "listing-key-0123456789abcdef";
+    const fs = await createFsStorage({ root });
+    let gets = 0;
+    // The real folder store, its reads of job records counted.
+    const storage: Storage = {
+      ...fs,
+      get: (key, ...rest) => {
+        if (key.includes("jobs/")) gets += 1;
+        return fs.get(key, ...rest);
+      },
+    };
+    const two = await startGateway({ storage, env: { ...env, ZIPGATE_API_KEYS: `${TEST_KEY},${other}`, ZIPGATE_WEBHOOK_URL: "" } });
+    const list = async (key: string, query = ""): Promise<{ status: number; body: { data: Job[]; next_cursor: string | null } }> => {
+      const res = await fetch(`${two.url}/api/v1/zips${query}`, { headers: { authorization: `Bearer ${key}` } });
+      return { status: res.status, body: (await res.json()) as { data: Job[]; next_cursor: string | null } };
+    };
+    try {
+      const mine: Job[] = [];
+      for (let i = 0; i < 4; i++)
+        mine.push(await submit({ urls: [{ url: `${origin.url}/files/a.txt` }], bucket_name: BUCKET, key: `exports/listed-${i}.zip` }, two));
+      for (const job of mine) await settle(job.uuid, two);
+      gets = 0;
+      const empty = await list(other);
+      expect(empty).toEqual({ status: 200, body: { data: [], next_cursor: null } });
+      expect(gets).toBe(0);
+      // Another key's job id, or any other well-formed cursor: the same empty page.
+      expect(await list(other, `?cursor=${mine[0]?.uuid}`)).toEqual(empty);
+      expect(await list(other, `?cursor=${uuidv7()}`)).toEqual(empty);
+      expect((await list(other, "?cursor=not-a-cursor")).status).toBe(400);
+      gets = 0;
+      const page = await list(TEST_KEY, "?limit=2");
+      expect(page.body.data.map((j) => j.uuid)).toEqual([mine[3]?.uuid, mine[2]?.uuid]);
+      expect(gets).toBeLessThanOrEqual(3);
+      const rest = await list(TEST_KEY, `?limit=2&cursor=${page.body.next_cursor}`);
+      expect(rest.body.data.map((j) => j.uuid)).toEqual([mine[1]?.uuid, mine[0]?.uuid]);
+    } finally {
+      await two.close();
+    }
+  });
+
+  it("takes keys in turn: a key's queued jobs do not delay another key's", async () => {
+    const { createServer } = await import("node:http");
+    let open!: () => void;
+    const gate = new Promise<void>((r) => {
+      open = r;
+    });
+    // The first job's source answers only when the gate opens: the queue fills behind it.
+    const held = createServer((req, res) => {
+      if (req.url === "/held") void gate.then(() => res.end("held"));
+      else res.end("quick");
+    });
+    await new Promise<void>((r) => held.listen(0, "127.0.0.1", r));
+    const base = `http://127.0.0.1:${(held.address() as { port: number }).port}`;
+    const other = "turn-key-0123456789abcdef";
+    const one = await startGatewayProcess({
+      ZIPGATE_STORAGE: root,
+      ...env,
+      ZIPGATE_API_KEYS: `${TEST_KEY},${other}`,
+      ZIPGATE_WEBHOOK_URL: "",
+      ZIPGATE_JOB_CONCURRENCY: "1",
+    });
+    const on = (key: string) =>
+      ({
+        url: one.url,
+        post: (path: string, body: unknown) =>
+          fetch(one.url + path, {
+            method: "POST",
+            headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
+            body: JSON.stringify(body),
+          }),
+      }) as unknown as RunningGateway;
+    const getAs = async (uuid: string, key: string): Promise<Job> =>
+      (await (await fetch(`${one.url}/api/v1/zips/${uuid}`, { headers: { authorization: `Bearer ${key}` } })).json()) as Job;
+    try {
+      const a: Job[] = [await submit({ urls: [{ url: `${base}/held` }], bucket_name: BUCKET, key: "exports/turn-a0.zip" }, on(TEST_KEY))];
+      for (let i = 1; i <= 4; i++) a.push(await submit({ urls: [{ url: `${base}/q${i}` }], bucket_name: BUCKET, key: `exports/turn-a${i}.zip` }, on(TEST_KEY)));
+      const res = await on(other).post("/api/v1/zips", { urls: [{ url: `${base}/b` }], bucket_name: BUCKET, key: "exports/turn-b.zip" });
+      expect(res.status).toBe(201);
+      const b = (await res.json()) as Job;
+      open();
+      const finished = async (uuid: string, key: string): Promise<Job> => {
+        for (let i = 0; i < 600; i++) {
+          const job = await getAs(uuid, key);
+          if (job.status === "succeeded" || job.status === "failed") return job;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        throw new Error(`job ${uuid} did not finish`);
+      };
+      const doneB = await finished(b.uuid, other);
+      const doneA = await Promise.all(a.map((j) => finished(j.uuid, TEST_KEY)));
+      expect([doneB, ...doneA].every((j) => j.status === "succeeded")).toBe(true);
+      // FIFO would run B after all of A's; in turn, B runs right after A's first two at most.
+      const startedBefore = doneA.filter((j) => j.started_at < doneB.started_at).length;
+      expect(startedBefore).toBeLessThanOrEqual(2);
+    } finally {
+      await one.stop();
+      await new Promise<void>((r) => {
+        held.closeAllConnections();
+        held.close(() => r());
+      });
+    }
   });
 });

@@ -28,6 +28,8 @@ const STATUS_LIFETIME_MS = 12 * 3600 * 1000;
 const CLAIM_WINDOW_MS = 60_000;
 /** Progress is written at most this often while a download runs. */
 const PROGRESS_INTERVAL_MS = 1000;
+/** What a 429 for too many concurrent downloads asks a client to wait, in seconds. */
+const BUSY_RETRY_AFTER_S = 5;
 
 interface BoxItem {
   type: "file" | "folder";
@@ -131,8 +133,14 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
     // HEAD, 304, 412 and 416 are answered before anything is claimed or counted.
     const plan = planDownload(download, { method: c.req.method, headers: c.req.raw.headers, requestId: c.get("requestId"), oneShot: true });
     if (plan.kind === "answer") return plan.response;
+    // A whole first body uses the URL up: no later Range would be answered, so none is
+    // invited (a download manager would split the download and meet 404s).
+    if (plan.status === 200 && !deps.box.allowResume) plan.headers.set("Accept-Ranges", "none");
 
-    const busy = (): GatewayError => new GatewayError(429, "too_many_downloads", `at most ${deps.box.maxConcurrent} downloads may run at once for this key`);
+    const busy = (): GatewayError =>
+      new GatewayError(429, "too_many_downloads", `at most ${deps.box.maxConcurrent} downloads may run at once for this key`, {
+        headers: { "Retry-After": String(BUSY_RETRY_AFTER_S) },
+      });
     if ((active.get(owner) ?? 0) >= deps.box.maxConcurrent) throw busy();
     // A slot first: a busy or draining gateway answers 503 without using up the URL.
     const slot = deps.lifecycle.admit();
@@ -265,22 +273,39 @@ function skippedFolders(download: Download, skipped: ReadonlySet<number>): numbe
   return [...files.values()].filter((f) => f.total > 0 && f.gone === f.total).length;
 }
 
-/** Keeps the stored progress moving: at the start, at intervals and at the end. */
+/**
+ * Keeps the stored progress moving: at the start, every PROGRESS_INTERVAL_MS while the
+ * download runs (one write at a time: a slow store is not queued up), and at the end.
+ */
 function progressTracker(id: string, state: DownloadProgress, deps: ApiDeps) {
-  let last = 0;
-  let writing: Promise<void> = Promise.resolve();
+  let writing: Promise<void> | undefined;
+  let again = false;
   const write = (): void => {
+    if (writing) {
+      again = true;
+      return;
+    }
     const snapshot = { ...state, updated_at: new Date().toISOString() };
-    last = Date.now();
-    writing = writing.then(() => deps.progress.put(id, snapshot)).catch((err: unknown) => deps.logger.warn("could not record progress", describeError(err)));
+    writing = deps.progress
+      .put(id, snapshot)
+      .catch((err: unknown) => deps.logger.warn("could not record progress", describeError(err)))
+      .finally(() => {
+        writing = undefined;
+        if (again) {
+          again = false;
+          write();
+        }
+      });
   };
   write();
+  const timer = setInterval(write, PROGRESS_INTERVAL_MS);
+  timer.unref();
   return {
     fileDone(): void {
       state.downloaded_file_count = Math.min(state.downloaded_file_count + 1, state.total_file_count - state.skipped_file_count);
-      if (Date.now() - last >= PROGRESS_INTERVAL_MS) write();
     },
     end(ok: boolean, download: Download): void {
+      clearInterval(timer);
       state.state = ok ? "succeeded" : "failed";
       if (ok) state.downloaded_file_count = download.layout.entries.filter((e) => e.kind === "file").length;
       write();

@@ -19,6 +19,7 @@ export interface ZipkitDeps {
   urls: UrlFetcher;
 }
 
+const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const MAX_PAGE = 100;
 
 /**
@@ -82,8 +83,8 @@ export function zipkitRoutes(deps: ApiDeps & ZipkitDeps): Hono<AppEnv> {
       owner: caller.keyId,
       request: { urls: parsedUrls, objects: parsedObjects.length > 0 ? parsedObjects : undefined, bucket_name: dest.bucket, key, service, metadata },
     };
-    await deps.jobs.put(job);
-    deps.runner.enqueue(job.uuid);
+    await deps.jobs.create(job);
+    deps.runner.enqueue(job.uuid, job.owner);
     return c.json(jobView(job), 201);
   });
 
@@ -98,13 +99,14 @@ export function zipkitRoutes(deps: ApiDeps & ZipkitDeps): Hono<AppEnv> {
     const caller = deps.keys.authenticate(c.req.header("authorization"));
     const limit = Math.min(Number(c.req.query("limit") ?? "20") || 20, MAX_PAGE);
     const after = c.req.query("cursor");
-    const ids = await deps.jobs.ids();
-    const start = after ? ids.indexOf(after) + 1 : 0;
-    if (after && start === 0) throw new GatewayError(400, "invalid_cursor", "unknown cursor");
+    // A cursor is a position in time (a job's UUIDv7), not a lookup: any well-formed one
+    // pages through the caller's own jobs older than it, and tells nothing of other keys'.
+    if (after !== undefined && !UUID_V7.test(after)) throw new GatewayError(400, "invalid_cursor", "the cursor is not one this API returned");
+    const ids = (await deps.jobs.idsOf(caller.keyId)).filter((id) => after === undefined || id < after);
     const data: Record<string, unknown>[] = [];
     let next: string | null = null;
-    for (let i = start; i < ids.length; i++) {
-      const job = await deps.jobs.get(ids[i] as string);
+    for (const id of ids) {
+      const job = await deps.jobs.get(id);
       if (!job || job.owner !== caller.keyId) continue;
       if (data.length === limit) {
         next = data.at(-1)?.uuid as string;
