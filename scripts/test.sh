@@ -25,6 +25,8 @@ ruby -e 'require "zip"' 2>/dev/null || need_pkgs+=(ruby-zip)
 command -v cargo >/dev/null || need_pkgs+=(cargo)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v wget >/dev/null || need_pkgs+=(wget)
+# aria2c splits a download into ranged connections (test/e2e/download-clients.test.ts).
+command -v aria2c >/dev/null || need_pkgs+=(aria2)
 command -v swift-proxy-server >/dev/null || need_pkgs+=(swift swift-proxy swift-account swift-container swift-object)
 command -v memcached >/dev/null || need_pkgs+=(memcached)
 # The end-to-end client tests (test/e2e/clients.test.ts) also drive nginx, as a

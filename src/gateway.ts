@@ -76,7 +76,7 @@ export async function createGateway(config: Config, given: Storage, logger: Logg
     jobRetentionMs: config.state.jobRetentionMs,
   });
   metrics.observe({ inFlight: () => lifecycle.inFlight, jobs: () => runner.counts() });
-  const app = createApp({
+  const deps: Parameters<typeof createApp>[0] = {
     service,
     ids: new IdIndex(storage),
     keys: new ApiKeys(secrets.apiKeys),
@@ -99,6 +99,11 @@ export async function createGateway(config: Config, given: Storage, logger: Logg
     checkStore: async () => {
       await storage.get(`${RESERVED_PREFIX}ready`, { signal: AbortSignal.timeout(config.limits.storeTimeoutMs) });
     },
-  });
-  return { app, service, secrets, runner, sweeper, lifecycle, metrics };
+  };
+  const app = createApp(deps);
+  /** The base of returned URLs, once the listener's port is known (PORT=0 without ZIPGATE_PUBLIC_URL). */
+  const setPublicUrl = (url: string): void => {
+    deps.publicUrl = url;
+  };
+  return { app, service, secrets, runner, sweeper, lifecycle, metrics, setPublicUrl };
 }

@@ -44,7 +44,7 @@ async function main(): Promise<void> {
   });
   // The process's own metrics (CPU, memory, event loop lag, GC) only here: tests run several gateways in one process.
   const metrics = createMetrics({ processMetrics: true });
-  const { app, secrets, runner, sweeper, lifecycle } = await createGateway(config, storage, logger, { metrics });
+  const { app, secrets, runner, sweeper, lifecycle, setPublicUrl } = await createGateway(config, storage, logger, { metrics });
   runner.start();
   sweeper.start();
   const server = createHttpServer(app, {
@@ -56,9 +56,11 @@ async function main(): Promise<void> {
     keepAliveTimeoutMs: config.limits.keepAliveTimeoutMs,
   });
   server.listen(config.port, config.host, () => {
-    const base = config.publicUrl;
     const address = server.address();
     const port = typeof address === "object" && address ? address.port : config.port;
+    // PORT=0 picks a free port: the URLs handed out name the one picked.
+    if (!process.env.ZIPGATE_PUBLIC_URL && config.port === 0) setPublicUrl(config.publicUrl.replace(/:0$/, `:${port}`));
+    const base = config.port === 0 && !process.env.ZIPGATE_PUBLIC_URL ? config.publicUrl.replace(/:0$/, `:${port}`) : config.publicUrl;
     const lines = [`zipgate ${VERSION} listening on ${config.host}:${port}, serving ${storage.description}`];
     if (!process.env.ZIPGATE_PUBLIC_URL && (config.host === "0.0.0.0" || config.host === "::")) {
       // In a container or behind a proxy the default names an address clients cannot reach.

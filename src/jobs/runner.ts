@@ -102,7 +102,7 @@ export class JobRunner {
       }
     }
     // Jobs written before the per-key index existed get their entries, once.
-    if (full) await jobs.backfillIndex(seen);
+    if (full && seen.length > 0) await jobs.backfillIndex(seen);
     this.#scannedAll = true;
   }
 

@@ -4,6 +4,7 @@ import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tempDir } from "../helpers/archive.js";
+import { pausedGet } from "../helpers/paused.js";
 import { type GatewayProcess, startGatewayProcess } from "../helpers/process.js";
 import { pythonEntries } from "../helpers/unzippers.js";
 
@@ -113,39 +114,6 @@ describe("one request never stalls the others", () => {
     expect((await fetch(`${gw.url}/livez`)).status).toBe(200);
   });
 });
-
-/** A GET on a raw socket that reads the head, then nothing until `resume()`. */
-function pausedGet(url: string): Promise<{ status: number; head: string; resume(): Promise<number> }> {
-  const u = new URL(url);
-  return new Promise((resolve, reject) => {
-    const socket: Socket = connect(Number(u.port), u.hostname);
-    socket.on("error", () => {});
-    let head = "";
-    socket.once("connect", () => socket.write(`GET ${u.pathname}${u.search} HTTP/1.1\r\nhost: ${u.host}\r\nconnection: close\r\n\r\n`));
-    const onData = (chunk: Buffer): void => {
-      head += chunk.toString("latin1");
-      const end = head.indexOf("\r\n\r\n");
-      if (end < 0) return;
-      socket.off("data", onData);
-      socket.pause();
-      let received = Buffer.byteLength(head.slice(end + 4), "latin1");
-      const closed = new Promise<number>((r) => socket.once("close", () => r(received)));
-      resolve({
-        status: Number(head.slice(9, 12)),
-        head: head.slice(0, end),
-        resume: () => {
-          socket.on("data", (more: Buffer) => {
-            received += more.length;
-          });
-          socket.resume();
-          return closed;
-        },
-      });
-    };
-    socket.on("data", onData);
-    socket.once("close", () => reject(new Error("closed before the head")));
-  });
-}
 
 describe("what a Box reply promises", () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;
