@@ -1,8 +1,9 @@
-import { randomUUID } from "node:crypto";
+import { randomUUID, timingSafeEqual } from "node:crypto";
 import type { HttpBindings } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { Hono } from "hono";
 import { cors } from "hono/cors";
+import ipaddr from "ipaddr.js";
 import { bitpaketRoutes } from "./api/bitpaket/index.js";
 import { boxRoutes } from "./api/box/index.js";
 import type { ApiDeps, AppEnv } from "./api/deps.js";
@@ -24,7 +25,7 @@ const PROBES = new Set(["/healthz", "/livez", "/readyz", "/metrics"]);
 /** The POST routes that create a zipball or a job, by flavour, for `zipgate_creations_total`. */
 const CREATIONS: Record<string, string> = { "/v2/zipball": "bitpaket", "/2.0/zip_downloads": "box", "/api/v1/zips": "zipkit" };
 /** Refusals for capacity, for `zipgate_admission_refusals_total`. */
-const ADMISSION_CODES = new Set(["too_many_downloads_in_flight", "shutting_down", "too_many_downloads"]);
+const ADMISSION_CODES = new Set(["too_many_downloads_in_flight", "shutting_down", "too_many_downloads", "too_many_downloads_from_client"]);
 /** Response headers a browser app on another origin may read. */
 const CORS_EXPOSED = ["Content-Disposition", "Content-Length", "Content-Range", "ETag", "X-Request-Id", "Accept-Ranges", "Last-Modified", "Retry-After"];
 /** Request headers such an app may send. */
@@ -121,7 +122,12 @@ export function createApp(deps: ApiDeps & ZipkitDeps): Hono<AppEnv> {
     );
   }
 
-  app.get("/metrics", async (c) => c.body(await deps.metrics.registry.metrics(), 200, { "Content-Type": deps.metrics.registry.contentType }));
+  app.get("/metrics", async (c) => {
+    const access = deps.metricsAccess ?? { token: undefined, separate: false };
+    if (access.separate) throw new GatewayError(404, "not_found", "not found");
+    checkMetricsAccess(access.token, c.req.header("authorization"), c.get("client"));
+    return c.body(await deps.metrics.registry.metrics(), 200, { "Content-Type": deps.metrics.registry.contentType });
+  });
   app.get("/openapi.json", (c) => c.json(openApiDocument(deps.publicUrl)));
 
   // Liveness: the process answers. Readiness: it takes traffic and its store answers.
@@ -179,4 +185,28 @@ export function createApp(deps: ApiDeps & ZipkitDeps): Hono<AppEnv> {
   });
 
   return app;
+}
+
+/**
+ * /metrics for whoever sends the token as a bearer (ZIPGATE_METRICS_TOKEN, compared in
+ * constant time), or without one for loopback clients only (as ZIPGATE_TRUST_PROXY sees
+ * them: a proxy on the same machine that does not say whom it forwards for looks local).
+ */
+export function checkMetricsAccess(token: string | undefined, authorization: string | undefined, client: string | undefined): void {
+  if (token !== undefined) {
+    const given = Buffer.from(/^Bearer (.+)$/i.exec(authorization ?? "")?.[1] ?? "");
+    const want = Buffer.from(token);
+    if (given.length !== want.length || !timingSafeEqual(given, want)) {
+      throw new GatewayError(401, "unauthorized", "/metrics needs the metrics token (ZIPGATE_METRICS_TOKEN) as a bearer token", {
+        headers: { "WWW-Authenticate": 'Bearer realm="metrics"' },
+      });
+    }
+    return;
+  }
+  if (client !== undefined && ipaddr.isValid(client) && ipaddr.process(client).range() === "loopback") return;
+  throw new GatewayError(
+    403,
+    "forbidden",
+    "/metrics answers loopback clients only; set ZIPGATE_METRICS_TOKEN or ZIPGATE_METRICS_LISTEN to scrape it from elsewhere",
+  );
 }

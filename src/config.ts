@@ -70,6 +70,12 @@ export interface Config {
   trustProxy: number;
   /** ZIPGATE_CORS_ORIGINS: origins a browser app may call from; "*" for any; empty = no CORS. */
   corsOrigins: string[];
+  /**
+   * Who may read /metrics. ZIPGATE_METRICS_TOKEN: anyone with `Authorization: Bearer <it>`.
+   * ZIPGATE_METRICS_LISTEN (`host:port`): served there only, not on the main listener. Neither:
+   * clients from a loopback address only.
+   */
+  metrics: { token: string | undefined; listen: { host: string; port: number } | undefined };
   storage: StorageConfig;
   /** Keys allowed to create zips; undefined = generate one and keep it in the store. */
   apiKeys: ApiKey[] | undefined;
@@ -110,6 +116,14 @@ export interface Config {
   limits: {
     /** ZIPGATE_MAX_DOWNLOADS: archive bodies produced at once; more get 503 with Retry-After. */
     maxDownloads: number;
+    /** ZIPGATE_MAX_DOWNLOADS_PER_CLIENT: of those, at once from one client address; more get 429. */
+    maxDownloadsPerClient: number;
+    /**
+     * ZIPGATE_MIN_RATE (bytes per second, 0: off) and ZIPGATE_MIN_RATE_WINDOW (ms): a download
+     * whose client took less than the rate over a window, while the gateway waited on it for
+     * most of that window, is cut (`too_slow`).
+     */
+    minRate: { bytesPerSecond: number; windowMs: number };
     /** ZIPGATE_MAX_CONNECTIONS: open client connections. */
     maxConnections: number;
     /** ZIPGATE_SEND_TIMEOUT, in ms: a download whose client takes nothing for this long is cut. */
@@ -412,6 +426,7 @@ export const SECRET_FILE_VARIABLES = [
   "ZIPGATE_SIGNING_SECRET",
   "ZIPGATE_WEBHOOK_SECRET",
   "ZIPGATE_DESTINATIONS",
+  "ZIPGATE_METRICS_TOKEN",
   "AWS_ACCESS_KEY_ID",
   "AWS_SECRET_ACCESS_KEY",
   "AWS_SESSION_TOKEN",
@@ -661,6 +676,11 @@ export function loadConfig(given: Record<string, string | undefined>, options: L
 
   const limits = {
     maxDownloads: int(env, "ZIPGATE_MAX_DOWNLOADS", 512, 1, 100_000, problems),
+    maxDownloadsPerClient: int(env, "ZIPGATE_MAX_DOWNLOADS_PER_CLIENT", 32, 1, 100_000, problems),
+    minRate: {
+      bytesPerSecond: size(env, "ZIPGATE_MIN_RATE", 8 * 1024, 0, 2 ** 40, problems),
+      windowMs: seconds(env, "ZIPGATE_MIN_RATE_WINDOW", 60, problems) * 1000,
+    },
     maxConnections: int(env, "ZIPGATE_MAX_CONNECTIONS", 4096, 1, 1_000_000, problems),
     sendTimeoutMs: seconds(env, "ZIPGATE_SEND_TIMEOUT", 120, problems) * 1000,
     requestTimeoutMs: seconds(env, "ZIPGATE_REQUEST_TIMEOUT", 60, problems) * 1000,
@@ -677,6 +697,16 @@ export function loadConfig(given: Record<string, string | undefined>, options: L
     else storage.credentials = { accessKeyId, secretAccessKey, sessionToken: env.AWS_SESSION_TOKEN || undefined };
   }
 
+  const metricsToken = env.ZIPGATE_METRICS_TOKEN || undefined;
+  if (metricsToken !== undefined && Buffer.byteLength(metricsToken) < 16) problems.push("ZIPGATE_METRICS_TOKEN must be at least 16 bytes");
+  let metricsListen: { host: string; port: number } | undefined;
+  if (env.ZIPGATE_METRICS_LISTEN) {
+    const m = /^(.*):(\d{1,5})$/.exec(env.ZIPGATE_METRICS_LISTEN);
+    const p = m ? Number(m[2]) : Number.NaN;
+    if (!m || p > 65_535) problems.push(`ZIPGATE_METRICS_LISTEN must be host:port (got "${env.ZIPGATE_METRICS_LISTEN}")`);
+    else metricsListen = { host: (m[1] as string).replace(/^\[|\]$/g, "") || "127.0.0.1", port: p };
+  }
+
   unread(given, read, problems);
   if (problems.length > 0) throw new ConfigError(problems);
   return {
@@ -685,6 +715,7 @@ export function loadConfig(given: Record<string, string | undefined>, options: L
     logLevel,
     trustProxy,
     corsOrigins,
+    metrics: { token: metricsToken, listen: metricsListen },
     storage,
     apiKeys,
     signingSecret,

@@ -38,7 +38,7 @@ export async function createGateway(config: Config, given: Storage, logger: Logg
     cacheTtlMs: config.state.cacheTtlMs,
   });
   const urls = new UrlFetcher({ allow: config.urlAllow });
-  const lifecycle = new Lifecycle(config.limits.maxDownloads);
+  const lifecycle = new Lifecycle(config.limits.maxDownloads, config.limits.maxDownloadsPerClient);
   const service = new ZipballService({
     storage,
     zipballs,
@@ -66,6 +66,7 @@ export async function createGateway(config: Config, given: Storage, logger: Logg
     concurrency: config.jobs.concurrency,
     leaseMs: config.jobs.leaseMs,
     webhook: config.jobs.webhook && { ...config.jobs.webhook, urls },
+    destinationTimeouts: { connectMs: config.limits.storeConnectTimeoutMs, requestMs: config.limits.storeTimeoutMs, attempts: 4 },
     metrics,
   });
   const sweeper = new Sweeper({
@@ -92,9 +93,11 @@ export async function createGateway(config: Config, given: Storage, logger: Logg
     urls,
     lifecycle,
     sendTimeoutMs: config.limits.sendTimeoutMs,
+    minRate: config.limits.minRate,
     metrics,
     trustProxy: config.trustProxy,
     corsOrigins: config.corsOrigins,
+    metricsAccess: { token: config.metrics.token, separate: config.metrics.listen !== undefined },
     // One small read of the gateway's own prefix: absent is an answer too.
     checkStore: async () => {
       await storage.get(`${RESERVED_PREFIX}ready`, { signal: AbortSignal.timeout(config.limits.storeTimeoutMs) });

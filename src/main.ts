@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+import { createServer, type Server } from "node:http";
+import { checkMetricsAccess } from "./app.js";
 import { type Config, ConfigError, loadConfig } from "./config.js";
 import { createGateway } from "./gateway.js";
 import { helpText } from "./help.js";
@@ -55,6 +57,17 @@ async function main(): Promise<void> {
     maxConnections: config.limits.maxConnections,
     keepAliveTimeoutMs: config.limits.keepAliveTimeoutMs,
   });
+  // The metrics on a listener of their own (ZIPGATE_METRICS_LISTEN): for a scraper on an
+  // internal interface, while the main listener answers /metrics with 404.
+  const metricsServer = config.metrics.listen && createMetricsServer(metrics, config.metrics.token, logger);
+  if (metricsServer && config.metrics.listen) {
+    const { host, port } = config.metrics.listen;
+    metricsServer.listen(port, host, () => {
+      const a = metricsServer.address();
+      logger.info(`metrics on ${host}:${typeof a === "object" && a ? a.port : port}`);
+    });
+    metricsServer.unref();
+  }
   server.listen(config.port, config.host, () => {
     const address = server.address();
     const port = typeof address === "object" && address ? address.port : config.port;
@@ -119,3 +132,28 @@ main().catch((err: unknown) => {
   logger.error("zipgate failed to start", describeError(err));
   process.exit(1);
 });
+
+/** A listener that serves only GET /metrics (with the token as a bearer when one is set). */
+function createMetricsServer(metrics: ReturnType<typeof createMetrics>, token: string | undefined, logger: Logger): Server {
+  return createServer((req, res) => {
+    void (async () => {
+      if (req.method !== "GET" || (req.url ?? "").split("?")[0] !== "/metrics") {
+        res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
+        return;
+      }
+      if (token !== undefined) {
+        try {
+          checkMetricsAccess(token, req.headers.authorization, undefined);
+        } catch {
+          res.writeHead(401, { "content-type": "text/plain", "www-authenticate": 'Bearer realm="metrics"' }).end("unauthorized\n");
+          return;
+        }
+      }
+      const body = await metrics.registry.metrics();
+      res.writeHead(200, { "content-type": metrics.registry.contentType }).end(body);
+    })().catch((err: unknown) => {
+      logger.error("metrics failed", describeError(err));
+      res.destroy();
+    });
+  });
+}

@@ -28,7 +28,7 @@ export interface Metrics {
   readonly jobsFinished: Counter<"status">;
   readonly webhookDeliveries: Counter<"outcome">;
   readonly webhookAttempts: Counter;
-  /** reason: the 503/429 code (too_many_downloads_in_flight, shutting_down, too_many_downloads). */
+  /** reason: the 503/429 code (too_many_downloads_in_flight, shutting_down, too_many_downloads, too_many_downloads_from_client). */
   readonly admissionRefusals: Counter<"reason">;
   readonly httpRequests: Counter<"method" | "status">;
   /**
@@ -159,7 +159,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     webhookAttempts: new Counter({ name: "zipgate_webhook_attempts_total", help: "Webhook HTTP attempts, retries included", registers }),
     admissionRefusals: new Counter({
       name: "zipgate_admission_refusals_total",
-      help: "Requests refused for capacity: too_many_downloads_in_flight (503), shutting_down (503), too_many_downloads (Box per-key 429)",
+      help: "Requests refused for capacity: too_many_downloads_in_flight (503), shutting_down (503), too_many_downloads (Box per-key 429), too_many_downloads_from_client (per-address 429)",
       labelNames: ["reason"],
       registers,
     }),

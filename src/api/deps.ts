@@ -27,6 +27,8 @@ export interface ApiDeps {
   lifecycle: Lifecycle;
   /** A download whose client takes nothing for this long is cut, in ms. */
   sendTimeoutMs: number;
+  /** A download slower than this over the window, waiting on its client, is cut (`too_slow`). */
+  minRate?: { bytesPerSecond: number; windowMs: number } | undefined;
   /** Answers once the store does (for `/readyz`); throws when it does not. */
   checkStore(): Promise<void>;
   /** This gateway's Prometheus registry and metrics. */
@@ -35,6 +37,11 @@ export interface ApiDeps {
   trustProxy: number;
   /** Origins browser apps may call from (ZIPGATE_CORS_ORIGINS); empty = no CORS. */
   corsOrigins: string[];
+  /**
+   * Who may read /metrics on this listener: with a token, whoever sends it as a bearer; with
+   * the metrics on their own listener (`separate`), nobody here; else loopback clients only.
+   */
+  metricsAccess?: { token: string | undefined; separate: boolean } | undefined;
 }
 
 export interface BoxOptions {

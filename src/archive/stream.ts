@@ -302,7 +302,7 @@ async function wholeBody(body: ObjectBody, entry: LayoutEntry, watch: StoreWatch
  * does, must not hold it). The timer, once armed, is re-armed only for what is left of a
  * wait in progress, so a steady stream costs about one timer per `ms`.
  */
-class StoreWatch {
+export class StoreWatch {
   #body: Readable | undefined;
   #reject: ((err: Error) => void) | undefined;
   #since = 0;
@@ -362,7 +362,7 @@ class StoreWatch {
 }
 
 /** The next chunk of `body`, its wait watched when there is a watch. */
-function nextChunk(stream: AsyncIterator<Buffer>, body: Readable, watch: StoreWatch | undefined): Promise<IteratorResult<Buffer>> {
+export function nextChunk(stream: AsyncIterator<Buffer>, body: Readable, watch: StoreWatch | undefined): Promise<IteratorResult<Buffer>> {
   return watch === undefined ? stream.next() : watch.during(stream.next(), body);
 }
 

@@ -4,7 +4,7 @@ import { createDeflateRaw, deflateRaw } from "node:zlib";
 import { GatewayError, ObjectChanged } from "../errors.js";
 import { crc32 } from "../util/crc32.js";
 import { endRecords, endShape, type LayoutEntry, streamedEntry, writeCentralRecord, writeDataDescriptor, writeLocalHeader } from "./layout.js";
-import type { EntryReader } from "./stream.js";
+import { type EntryReader, nextChunk, StoreWatch } from "./stream.js";
 
 const deflateRawAsync = promisify(deflateRaw);
 
@@ -35,6 +35,11 @@ export interface StreamedOptions {
    * its local header, no descriptor. Larger ones stream with a data descriptor.
    */
   inlineMax: number;
+  /**
+   * Longest wait for an object's next chunk, in ms, as for stored archives: a store or an
+   * origin that falls silent mid-object fails the archive (StorageTimeout). @default no limit
+   */
+  idleTimeoutMs?: number | undefined;
 }
 
 /**
@@ -62,6 +67,21 @@ export function streamedArchive(entries: readonly DeflateEntry[], read: EntryRea
 }
 
 async function* writeArchive(entries: readonly DeflateEntry[], read: EntryReader, signal: AbortSignal, options: StreamedOptions): AsyncGenerator<Buffer> {
+  const watch = options.idleTimeoutMs ? new StoreWatch(options.idleTimeoutMs) : undefined;
+  try {
+    yield* writeEntries(entries, read, signal, options, watch);
+  } finally {
+    watch?.stop();
+  }
+}
+
+async function* writeEntries(
+  entries: readonly DeflateEntry[],
+  read: EntryReader,
+  signal: AbortSignal,
+  options: StreamedOptions,
+  watch: StoreWatch | undefined,
+): AsyncGenerator<Buffer> {
   const deflate = !options.store;
   /** The central record of each entry written so far, with its CRC. */
   const done: Array<{ entry: LayoutEntry; crc: number }> = [];
@@ -103,7 +123,7 @@ async function* writeArchive(entries: readonly DeflateEntry[], read: EntryReader
         ended = true;
       } else {
         while (headBytes <= options.inlineMax) {
-          const step = await (source as AsyncIterator<Buffer>).next();
+          const step = await nextChunk(source as AsyncIterator<Buffer>, body as Readable, watch);
           if (step.done) {
             ended = true;
             break;
@@ -153,7 +173,7 @@ async function* writeArchive(entries: readonly DeflateEntry[], read: EntryReader
       const rest = async function* (): AsyncGenerator<Buffer> {
         yield* head;
         for (;;) {
-          const step = await (source as AsyncIterator<Buffer>).next();
+          const step = await nextChunk(source as AsyncIterator<Buffer>, body as Readable, watch);
           if (step.done) return;
           count(step.value.length);
           take(step.value);

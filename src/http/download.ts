@@ -44,6 +44,8 @@ export interface ServeOptions {
   lifecycle: Lifecycle;
   /** A body whose client takes nothing for this long is cut, in ms. */
   sendTimeoutMs: number;
+  /** A body whose client takes less than this over the window, while waited on, is cut (`too_slow`). */
+  minRate?: { bytesPerSecond: number; windowMs: number } | undefined;
   hooks?: DownloadHooks | undefined;
 }
 
@@ -133,7 +135,7 @@ export async function sendDownload(
   try {
     // A client already gone gets nothing started for it.
     opts.signal.throwIfAborted();
-    slot = reserved ?? opts.lifecycle.admit();
+    slot = reserved ?? opts.lifecycle.admit(opts.client);
   } catch (err) {
     reserved?.release();
     throw err;
@@ -172,7 +174,11 @@ async function sendBody(
   const zipball = `${download.zipball.manifest.id.slice(0, 8)}…`;
   const flavour = download.zipball.manifest.flavour;
   let firstByteAt: number | undefined;
-  let outcome: "complete" | "client_gone" | "failed" | "cut_at_shutdown" | "stalled" = "complete";
+  let outcome: "complete" | "client_gone" | "failed" | "cut_at_shutdown" | "stalled" | "too_slow" = "complete";
+  /** Time spent waiting for the client to take bytes ('drain'), for the minimum rate. */
+  let waitedMs = 0;
+  let drainSince: number | undefined;
+  let rateTimer: NodeJS.Timeout | undefined;
   const active = {
     requestId: opts.requestId,
     zipball,
@@ -190,6 +196,7 @@ async function sendBody(
   const finish = (error?: unknown): void => {
     if (finished) return;
     finished = true;
+    clearInterval(rateTimer);
     try {
       opts.hooks?.onEnd?.({ ok: outcome === "complete", bytes: active.sent, error });
     } catch (err) {
@@ -263,6 +270,25 @@ async function sendBody(
     if (!outgoing.writableFinished) controller.abort(new Error("client went away"));
   };
   outgoing.on("close", onClose);
+  // One timer per download: a window in which the client took less than the minimum rate
+  // while the gateway waited on it for more than half the window cuts the download.
+  const rate = opts.minRate;
+  if (rate && rate.bytesPerSecond > 0) {
+    let sentBefore = active.sent;
+    rateTimer = setInterval(() => {
+      const took = active.sent - sentBefore;
+      const waited = waitedMs + (drainSince === undefined ? 0 : performance.now() - drainSince);
+      sentBefore = active.sent;
+      waitedMs = 0;
+      if (drainSince !== undefined) drainSince = performance.now();
+      if (took < (rate.bytesPerSecond * rate.windowMs) / 1000 && waited > rate.windowMs / 2) {
+        outcome = "too_slow";
+        controller.abort(new Error("the client read slower than the minimum rate"));
+        outgoing.destroy();
+      }
+    }, rate.windowMs);
+    rateTimer.unref();
+  }
   void (async () => {
     try {
       for (let next = first; !next.done; next = await chunks.next()) {
@@ -276,7 +302,15 @@ async function sendBody(
         // Once the socket has taken the bytes, a pooled buffer can be filled again.
         if (!outgoing.write(chunk, () => giveBack(chunk))) {
           // A client that stops reading would hold its socket and our reads for ever.
-          if (!(await drained(outgoing, opts.sendTimeoutMs))) {
+          drainSince = performance.now();
+          let ok: boolean;
+          try {
+            ok = await drained(outgoing, opts.sendTimeoutMs);
+          } finally {
+            waitedMs += performance.now() - drainSince;
+            drainSince = undefined;
+          }
+          if (!ok) {
             outcome = "stalled";
             throw new Error("the client took nothing for the send timeout");
           }
@@ -375,14 +409,26 @@ function streamChunked(
 ): Promise<Response> {
   // Deflated entries up to the inline bound, and stored ones of unknown length up to the small size, go out classic.
   const inlineMax = mode.store ? CLASSIC_INLINE_MAX : service.deflateInlineMax;
-  const body: Readable = streamedArchive(download.entries, service.reader(download), controller.signal, { ...mode, maxBytes: service.maxBytes, inlineMax });
+  const body: Readable = streamedArchive(download.entries, service.reader(download), controller.signal, {
+    ...mode,
+    maxBytes: service.maxBytes,
+    inlineMax,
+    idleTimeoutMs: service.idleTimeoutMs,
+  });
   return sendBody(opts.outgoing, 200, headers, body as Readable & AsyncIterable<Buffer>, undefined, controller, opts, slot, download);
 }
 
 /** The request side of a download, from a Hono context on the Node server. */
 export function downloadContext(
   c: Context<AppEnv>,
-  deps: { logger: Logger; lifecycle: Lifecycle; sendTimeoutMs: number; metrics: Metrics; corsOrigins: string[] },
+  deps: {
+    logger: Logger;
+    lifecycle: Lifecycle;
+    sendTimeoutMs: number;
+    minRate?: { bytesPerSecond: number; windowMs: number } | undefined;
+    metrics: Metrics;
+    corsOrigins: string[];
+  },
   hooks?: DownloadHooks,
 ): ServeOptions {
   const outgoing = (c.env as HttpBindings | undefined)?.outgoing;
@@ -406,6 +452,7 @@ export function downloadContext(
     logger: deps.logger,
     lifecycle: deps.lifecycle,
     sendTimeoutMs: deps.sendTimeoutMs,
+    minRate: deps.minRate,
     hooks,
   };
 }

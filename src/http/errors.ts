@@ -18,6 +18,7 @@ const BOX_CODES: Record<string, string> = {
   too_many_files: "zip_download_file_count_exceeded_limit",
   too_many_bytes: "zip_download_pre_compressed_bytes_exceeded_limit",
   too_many_downloads: "user_too_many_concurrent_downloads",
+  too_many_downloads_from_client: "rate_limit_exceeded",
 };
 
 /** The one mapping from a GatewayError to each flavour's JSON error body. */

@@ -32,14 +32,21 @@ const RETRY_AFTER_S = 5;
  */
 export class Lifecycle {
   readonly #active = new Set<ActiveDownload>();
+  readonly #perClient = new Map<string, number>();
   #reserved = 0;
   /** Requests being answered, downloads included. */
   #requests = 0;
   #draining = false;
   #idle: Array<() => void> = [];
 
-  /** @param maxDownloads ZIPGATE_MAX_DOWNLOADS: bodies produced at once by this process. */
-  constructor(readonly maxDownloads: number) {}
+  /**
+   * @param maxDownloads ZIPGATE_MAX_DOWNLOADS: bodies produced at once by this process.
+   * @param maxPerClient ZIPGATE_MAX_DOWNLOADS_PER_CLIENT: of those, at once for one client address.
+   */
+  constructor(
+    readonly maxDownloads: number,
+    readonly maxPerClient = Number.POSITIVE_INFINITY,
+  ) {}
 
   get draining(): boolean {
     return this.#draining;
@@ -64,15 +71,24 @@ export class Lifecycle {
     if (this.#requests <= 0 && this.#reserved === 0) for (const wake of this.#idle.splice(0)) wake();
   }
 
-  /** Reserves a download slot, or refuses with 503 and `Retry-After` (also while draining). */
-  admit(): Slot {
+  /**
+   * Reserves a download slot, or refuses with 503 and `Retry-After` (also while draining);
+   * for a `client` address already at its own limit, 429 with `Retry-After`.
+   */
+  admit(client?: string): Slot {
     if (this.#draining) throw shuttingDown();
     if (this.#reserved >= this.maxDownloads) {
       throw new GatewayError(503, "too_many_downloads_in_flight", `this gateway is serving its limit of ${this.maxDownloads} downloads; retry shortly`, {
         headers: { "Retry-After": String(RETRY_AFTER_S) },
       });
     }
+    if (client !== undefined && (this.#perClient.get(client) ?? 0) >= this.maxPerClient) {
+      throw new GatewayError(429, "too_many_downloads_from_client", `at most ${this.maxPerClient} downloads may run at once from one address`, {
+        headers: { "Retry-After": String(RETRY_AFTER_S) },
+      });
+    }
     this.#reserved += 1;
+    if (client !== undefined) this.#perClient.set(client, (this.#perClient.get(client) ?? 0) + 1);
     let tracked: ActiveDownload | undefined;
     let released = false;
     return {
@@ -85,6 +101,11 @@ export class Lifecycle {
         if (released) return;
         released = true;
         this.#reserved -= 1;
+        if (client !== undefined) {
+          const n = (this.#perClient.get(client) ?? 1) - 1;
+          if (n > 0) this.#perClient.set(client, n);
+          else this.#perClient.delete(client);
+        }
         if (tracked) this.#active.delete(tracked);
         this.#wake();
       },

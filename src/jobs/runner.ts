@@ -33,6 +33,12 @@ export interface JobRunnerOptions {
   webhook?: WebhookOptions | undefined;
   /** Jobs finished and webhook deliveries are counted here. */
   metrics?: Metrics | undefined;
+  /**
+   * The destinations' clients, like the store's: to connect (ZIPGATE_STORE_CONNECT_TIMEOUT),
+   * for an answer to each request, a part's upload included (ZIPGATE_STORE_TIMEOUT), and the
+   * attempts per request. @default 5 s, 20 s, 4
+   */
+  destinationTimeouts?: { connectMs: number; requestMs: number; attempts: number } | undefined;
 }
 
 /**
@@ -279,6 +285,8 @@ export class JobRunner {
     const { S3Client } = await import("@aws-sdk/client-s3");
     let client = this.#clients.get(dest.bucket);
     if (!client) {
+      const { NodeHttpHandler } = await import("@smithy/node-http-handler");
+      const t = this.#opts.destinationTimeouts ?? { connectMs: 5_000, requestMs: 20_000, attempts: 4 };
       client = new S3Client({
         region: dest.region,
         endpoint: dest.endpoint,
@@ -286,6 +294,10 @@ export class JobRunner {
         credentials: dest.credentials,
         requestChecksumCalculation: "WHEN_REQUIRED",
         responseChecksumValidation: "WHEN_REQUIRED",
+        // A destination that never answers fails the job (its upload aborted) instead of
+        // holding a job slot for ever; failed requests are retried like the store's.
+        maxAttempts: t.attempts,
+        requestHandler: new NodeHttpHandler({ connectionTimeout: t.connectMs, requestTimeout: t.requestMs, throwOnRequestTimeout: true }),
       });
       this.#clients.set(dest.bucket, client);
     }

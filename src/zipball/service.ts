@@ -169,6 +169,11 @@ export class ZipballService {
     return { zipball, resolution, forms };
   }
 
+  /** Longest silence of the store inside an object, in ms (ZIPGATE_STORE_TIMEOUT), for every archive writer. */
+  get idleTimeoutMs(): number | undefined {
+    return this.#opts.idleTimeoutMs;
+  }
+
   /** Largest entry a deflate-mode archive compresses in memory and writes classic. */
   get deflateInlineMax(): number {
     return this.#opts.deflateInlineMax ?? DEFLATE_INLINE_MAX;
@@ -330,7 +335,12 @@ export class ZipballService {
     if (download.chunked) {
       const entries = download.zipball.entries;
       return {
-        body: streamedArchive(entries, this.reader(download), signal, { store: true, maxBytes: this.#opts.maxBytes, inlineMax: CLASSIC_INLINE_MAX }),
+        body: streamedArchive(entries, this.reader(download), signal, {
+          store: true,
+          maxBytes: this.#opts.maxBytes,
+          inlineMax: CLASSIC_INLINE_MAX,
+          idleTimeoutMs: this.#opts.idleTimeoutMs,
+        }),
         length: undefined,
         forms,
       };

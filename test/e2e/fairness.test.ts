@@ -4,6 +4,7 @@ import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tempDir } from "../helpers/archive.js";
+import { freePort } from "../helpers/clients.js";
 import { pausedGet } from "../helpers/paused.js";
 import { type GatewayProcess, startGatewayProcess } from "../helpers/process.js";
 import { pythonEntries } from "../helpers/unzippers.js";
@@ -221,6 +222,95 @@ describe("connections", () => {
     } finally {
       for (const s of sockets) s.destroy();
       await gw.stop();
+      await dir.cleanup();
+    }
+  });
+});
+
+describe("slow readers", () => {
+  it("cuts clients that read slower than the minimum rate within the window, caps downloads per address, and serves everyone else meanwhile", async () => {
+    const dir = await tempDir();
+    await mkdir(join(dir.path, "data", "s"), { recursive: true });
+    await writeFile(join(dir.path, "data", "s", "big.bin"), randomBytes(32 * 1024 * 1024));
+    await writeFile(join(dir.path, "data", "s", "small.txt"), "small");
+    const other = "second-key-0123456789abcdef";
+    const gw = await startGatewayProcess({
+      ZIPGATE_STORAGE: join(dir.path, "data"),
+      ZIPGATE_API_KEYS: `${"test-key-0123456789abcdef"},${other}`,
+      ZIPGATE_TRUST_PROXY: "1",
+      ZIPGATE_MAX_DOWNLOADS_PER_CLIENT: "8",
+      ZIPGATE_MIN_RATE_WINDOW: "2s",
+    });
+    const zipball = async (key: string, path: string): Promise<string> => {
+      const res = await fetch(`${gw.url}/v2/zipball`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: JSON.stringify({ objects: [{ path }] }),
+      });
+      const url = new URL(((await res.json()) as { data: { urls: { url: string } } }).data.urls.url);
+      return `${gw.url}${url.pathname}${url.search}`;
+    };
+    try {
+      const big = await zipball(gw.key, "/s/big.bin");
+      // 50 readers from one address that read nothing after the head.
+      const slow = await Promise.all(Array.from({ length: 50 }, () => pausedGet(big, { "x-forwarded-for": "10.0.0.1" })));
+      const admitted = slow.filter((s) => s.status === 200);
+      expect(admitted).toHaveLength(8);
+      expect(slow.filter((s) => s.status === 429)).toHaveLength(42);
+      // Meanwhile another address gets whole downloads, of this key's zipball and another key's.
+      for (const url of [big, await zipball(other, "/s/small.txt")]) {
+        const res = await fetch(url, { headers: { "x-forwarded-for": "10.0.0.2" } });
+        expect(res.status).toBe(200);
+        expect((await res.arrayBuffer()).byteLength).toBe(Number(res.headers.get("content-length")));
+      }
+      // The slow ones are cut by the gateway within a window or two (2 s each), short of the archive.
+      let metrics = "";
+      for (let i = 0; i < 100 && !/outcome="too_slow"\} 8/.test(metrics); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        metrics = await (await fetch(`${gw.url}/metrics`)).text();
+      }
+      const received = await Promise.all(admitted.map((s) => s.resume()));
+      for (const n of received) expect(n).toBeLessThan(32 * 1024 * 1024);
+      expect(metrics).toMatch(/zipgate_downloads_total\{flavour="bitpaket",outcome="too_slow"\} 8/);
+      expect(metrics).toMatch(/zipgate_admission_refusals_total\{reason="too_many_downloads_from_client"\} 42/);
+      expect(gw.stdout()).toMatch(/"outcome":"too_slow"/);
+      // Their slots are free again: the address is served.
+      expect((await fetch(big, { headers: { "x-forwarded-for": "10.0.0.1" } })).status).toBe(200);
+    } finally {
+      await gw.stop();
+      await dir.cleanup();
+    }
+  });
+});
+
+describe("who may read /metrics", () => {
+  it("answers loopback clients only by default, a bearer token when one is set, and only its own listener when given one", async () => {
+    const dir = await tempDir();
+    const data = join(dir.path, "data");
+    const TOKEN = "metrics-token-0123456789";
+    const port = await freePort();
+    const plain = await startGatewayProcess({ ZIPGATE_STORAGE: data, ZIPGATE_TRUST_PROXY: "1" });
+    const withToken = await startGatewayProcess({ ZIPGATE_STORAGE: data, ZIPGATE_METRICS_TOKEN: TOKEN });
+    const apart = await startGatewayProcess({ ZIPGATE_STORAGE: data, ZIPGATE_METRICS_LISTEN: `127.0.0.1:${port}` });
+    try {
+      expect((await fetch(`${plain.url}/metrics`)).status).toBe(200);
+      // A client a trusted proxy names is not local.
+      expect((await fetch(`${plain.url}/metrics`, { headers: { "x-forwarded-for": "203.0.113.9" } })).status).toBe(403);
+      expect((await fetch(`${withToken.url}/metrics`)).status).toBe(401);
+      expect((await fetch(`${withToken.url}/metrics`, { headers: { authorization: "Bearer wrong-token-0123456789" } })).status).toBe(401);
+      const ok = await fetch(`${withToken.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
+      expect(ok.status).toBe(200);
+      expect(await ok.text()).toMatch(/zipgate_downloads_in_flight/);
+      expect((await fetch(`${apart.url}/metrics`)).status).toBe(404);
+      let own: Response | undefined;
+      for (let i = 0; i < 50 && !own; i++)
+        own = await fetch(`http://127.0.0.1:${port}/metrics`).catch(() => new Promise<undefined>((r) => setTimeout(() => r(undefined), 50)));
+      expect(own?.status).toBe(200);
+      expect(await own?.text()).toMatch(/zipgate_http_requests_total/);
+      // The token never reaches the logs.
+      expect(withToken.stdout() + withToken.stderr()).not.toContain(TOKEN);
+    } finally {
+      await Promise.all([plain.stop(), withToken.stop(), apart.stop()]);
       await dir.cleanup();
     }
   });

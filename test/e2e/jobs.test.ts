@@ -403,4 +403,45 @@ describe("ZipKit-style jobs writing zips into a bucket (Swift)", () => {
       });
     }
   });
+
+  it("fails a job whose destination accepts connections and never answers, instead of holding its slot", async () => {
+    const { createServer } = await import("node:net");
+    const silent = new Set<import("node:net").Socket>();
+    const blackhole = createServer((socket) => {
+      silent.add(socket);
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((r) => blackhole.listen(0, "127.0.0.1", r));
+    const endpoint = `http://127.0.0.1:${(blackhole.address() as { port: number }).port}`;
+    const s3 = s3Server();
+    const one = await startGatewayProcess({
+      ZIPGATE_STORAGE: root,
+      ...env,
+      ZIPGATE_WEBHOOK_URL: "",
+      ZIPGATE_STORE_TIMEOUT: "1s",
+      ZIPGATE_DESTINATIONS: JSON.stringify([
+        { bucket: "silent", service: "s3", endpoint, region: s3.region, force_path_style: true, access_key_id: "x", secret_access_key: "y" },
+      ]),
+    });
+    const on = {
+      url: one.url,
+      post: (path: string, body: unknown) =>
+        fetch(one.url + path, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${TEST_KEY}` },
+          body: JSON.stringify(body),
+        }),
+    } as unknown as RunningGateway;
+    try {
+      const job = await submit({ urls: [{ url: `${origin.url}/files/a.txt` }], bucket_name: "silent", key: "exports/never.zip" }, on);
+      const done = await settle(job.uuid, on);
+      expect(done.status).toBe("failed");
+      expect(done.error).toMatchObject({ type: "destination_error", code: "upload_failed" });
+      expect(silent.size).toBeGreaterThan(0);
+    } finally {
+      await one.stop();
+      for (const sock of silent) sock.destroy();
+      await new Promise<void>((r) => blackhole.close(() => r()));
+    }
+  });
 });

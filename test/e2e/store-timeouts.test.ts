@@ -100,6 +100,26 @@ describe("a store that stops answering (real S3 server behind a frozen link)", (
     expect(failed).toBe(true);
     expect(got).toBeLessThan(Number(res.headers.get("content-length")));
   });
+
+  it("aborts a deflate-mode download too when the store goes silent in the middle of a body", async () => {
+    const url = await zipballUrl(gw, { objects: [{ path: "/big/blob.bin" }], compression: "deflate" });
+    const res = await fetch(url);
+    expect(res.status).toBe(200);
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    await reader.read();
+    freezer.freeze();
+    let failed = false;
+    try {
+      for (;;) if ((await reader.read()).done) break;
+    } catch {
+      failed = true;
+    } finally {
+      freezer.thaw();
+    }
+    expect(failed).toBe(true);
+    // Cut by the store's idle timeout (2 s here), not by the client giving up.
+    expect(gw.logs.some((l) => l.includes("stopped sending") || l.includes("storage_timeout") || l.includes("StorageTimeout"))).toBe(true);
+  });
 });
 
 describe("a slow client of a healthy store", () => {

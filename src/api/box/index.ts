@@ -143,7 +143,7 @@ export function boxRoutes(deps: ApiDeps): Hono<AppEnv> {
       });
     if ((active.get(owner) ?? 0) >= deps.box.maxConcurrent) throw busy();
     // A slot first: a busy or draining gateway answers 503 without using up the URL.
-    const slot = deps.lifecycle.admit();
+    const slot = deps.lifecycle.admit(c.get("client"));
     // Counted at once, before any await: twenty requests in one turn cannot all pass the check.
     active.set(owner, (active.get(owner) ?? 0) + 1);
     let ended = false;
