@@ -163,6 +163,8 @@ export interface Config {
     sweepRate: number;
     /** ZIPGATE_JOB_RETENTION, in ms: finished jobs are removed this long after they finished; 0 = kept. */
     jobRetentionMs: number;
+    /** ZIPGATE_CRC_RETENTION, in ms: a CRC-index shard not written for this long is removed; 0 keeps them. */
+    crcRetentionMs: number;
     /** ZIPGATE_CACHE_TTL, in ms: how long a verified zipball is served from memory (a revocation reaches every replica within it). */
     cacheTtlMs: number;
   };
@@ -671,6 +673,7 @@ export function loadConfig(given: Record<string, string | undefined>, options: L
     sweepIntervalMs: seconds(env, "ZIPGATE_SWEEP_INTERVAL", 3600, problems, 0) * 1000,
     sweepRate: int(env, "ZIPGATE_SWEEP_RATE", 100, 1, 100_000, problems),
     jobRetentionMs: retention(env, "ZIPGATE_JOB_RETENTION", 30 * 86_400, problems) * 1000,
+    crcRetentionMs: retention(env, "ZIPGATE_CRC_RETENTION", 90 * 86_400, problems) * 1000,
     cacheTtlMs: seconds(env, "ZIPGATE_CACHE_TTL", 60, problems) * 1000,
   };
 

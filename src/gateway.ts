@@ -75,6 +75,10 @@ export async function createGateway(config: Config, given: Storage, logger: Logg
     intervalMs: config.state.sweepIntervalMs,
     rate: config.state.sweepRate,
     jobRetentionMs: config.state.jobRetentionMs,
+    crcRetentionMs: config.state.crcRetentionMs,
+    onSwept: (what, n) => {
+      if (n > 0) metrics.swept.inc({ what }, n);
+    },
   });
   metrics.observe({ inFlight: () => lifecycle.inFlight, jobs: () => runner.counts() });
   const deps: Parameters<typeof createApp>[0] = {

@@ -30,6 +30,8 @@ export interface Metrics {
   readonly webhookAttempts: Counter;
   /** reason: the 503/429 code (too_many_downloads_in_flight, shutting_down, too_many_downloads, too_many_downloads_from_client). */
   readonly admissionRefusals: Counter<"reason">;
+  /** what: zipballs, orphans, jobs, download_leases, crc_shards removed by state sweeps. */
+  readonly swept: Counter<"what">;
   readonly httpRequests: Counter<"method" | "status">;
   /**
    * Object reads that went well and the bytes of small bodies, counted in plain numbers on the
@@ -157,6 +159,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       registers,
     }),
     webhookAttempts: new Counter({ name: "zipgate_webhook_attempts_total", help: "Webhook HTTP attempts, retries included", registers }),
+    swept: new Counter({
+      name: "zipgate_swept_total",
+      help: "State removed by the sweeper (this replica's sweeps): zipballs, orphans, jobs, download_leases, crc_shards",
+      labelNames: ["what"],
+      registers,
+    }),
     admissionRefusals: new Counter({
       name: "zipgate_admission_refusals_total",
       help: "Requests refused for capacity: too_many_downloads_in_flight (503), shutting_down (503), too_many_downloads (Box per-key 429), too_many_downloads_from_client (per-address 429)",

@@ -12,6 +12,8 @@ const ZIPBALLS = `${RESERVED_PREFIX}zipballs/`;
 const JOBS = `${RESERVED_PREFIX}jobs/`;
 const JOBS_PENDING = `${RESERVED_PREFIX}jobs-pending/`;
 const LEASE_KEY = `${RESERVED_PREFIX}sweeper/lease`;
+/** The object-CRC index's shards (object-crcs.ts): one per folder whose objects were read. */
+const CRC_SHARDS = `${RESERVED_PREFIX}crc/`;
 
 /**
  * An expired zipball's state is kept this much longer: a Box status stays readable for 12 hours
@@ -32,6 +34,14 @@ export interface SweeperOptions {
   rate: number;
   /** Finished jobs are removed this long after they finished, in ms; 0 keeps them. */
   jobRetentionMs: number;
+  /**
+   * A CRC-index shard not written for this long is removed, in ms; 0 keeps them. Shards hold
+   * neither key nor folder (only hashes), so a shard's age is what tells a deleted folder's:
+   * a live one removed costs its CRCs learnt again once. @default 0
+   */
+  crcRetentionMs?: number;
+  /** What each sweep removes is counted here, by kind. */
+  onSwept?: ((what: "zipballs" | "orphans" | "jobs" | "download_leases" | "crc_shards", n: number) => void) | undefined;
   now?: () => number;
 }
 
@@ -42,6 +52,8 @@ export interface SweepReport {
   orphans: number;
   jobs: number;
   downloadLeases: number;
+  /** CRC-index shards past ZIPGATE_CRC_RETENTION. */
+  crcShards: number;
   /** Manifests whose expiry could not be read: left in place. */
   unreadable: number;
   requests: number;
@@ -107,7 +119,7 @@ export class Sweeper {
     const renew = setInterval(() => void renewLease(storage, LEASE_KEY, this.#owner, leaseMs).catch(() => {}), leaseMs / 3);
     renew.unref();
     const started = now();
-    const report: SweepReport = { zipballs: 0, orphans: 0, jobs: 0, downloadLeases: 0, unreadable: 0, requests: 0, ms: 0 };
+    const report: SweepReport = { zipballs: 0, orphans: 0, jobs: 0, downloadLeases: 0, crcShards: 0, unreadable: 0, requests: 0, ms: 0 };
     const pace = pacer(this.#opts.rate, signal, () => {
       report.requests += 1;
     });
@@ -120,11 +132,29 @@ export class Sweeper {
         await storage.delete(item.key);
         report.downloadLeases += 1;
       }
+      const crcRetentionMs = this.#opts.crcRetentionMs ?? 0;
+      if (crcRetentionMs > 0) {
+        for await (const item of listing(storage, CRC_SHARDS)) {
+          if (item.kind !== "file" || now() - item.mtimeMs < crcRetentionMs) continue;
+          await pace();
+          await storage.delete(item.key);
+          report.crcShards += 1;
+        }
+      }
     } finally {
       clearInterval(renew);
+      const swept = this.#opts.onSwept;
+      if (swept) {
+        swept("zipballs", report.zipballs);
+        swept("orphans", report.orphans);
+        swept("jobs", report.jobs);
+        swept("download_leases", report.downloadLeases);
+        swept("crc_shards", report.crcShards);
+      }
     }
     report.ms = now() - started;
-    if (report.zipballs + report.orphans + report.jobs + report.downloadLeases + report.unreadable > 0) logger.info("state swept", { ...report });
+    if (report.zipballs + report.orphans + report.jobs + report.downloadLeases + report.crcShards + report.unreadable > 0)
+      logger.info("state swept", { ...report });
     return report;
   }
 

@@ -267,7 +267,8 @@ describe("ZipKit-style jobs writing zips into a bucket (Swift)", () => {
     });
     await new Promise<void>((r) => stubborn.listen(0, "127.0.0.1", r));
     const hookUrl = `http://127.0.0.1:${(stubborn.address() as { port: number }).port}/hook`;
-    const one = await startGatewayProcess({ ZIPGATE_STORAGE: root, ...env, ZIPGATE_WEBHOOK_URL: hookUrl, ZIPGATE_JOB_CONCURRENCY: "1" });
+    // A store of its own: no other gateway of this file scans (and runs) these jobs.
+    const one = await startGatewayProcess({ ZIPGATE_STORAGE: join(dir.path, "own-hooks"), ...env, ZIPGATE_WEBHOOK_URL: hookUrl, ZIPGATE_JOB_CONCURRENCY: "1" });
     const on = {
       url: one.url,
       post: (path: string, body: unknown) =>
@@ -355,8 +356,9 @@ describe("ZipKit-style jobs writing zips into a bucket (Swift)", () => {
     await new Promise<void>((r) => held.listen(0, "127.0.0.1", r));
     const base = `http://127.0.0.1:${(held.address() as { port: number }).port}`;
     const other = "turn-key-0123456789abcdef";
+    // A store of its own: no other gateway of this file scans (and runs) these jobs.
     const one = await startGatewayProcess({
-      ZIPGATE_STORAGE: root,
+      ZIPGATE_STORAGE: join(dir.path, "own-turns"),
       ...env,
       ZIPGATE_API_KEYS: `${TEST_KEY},${other}`,
       ZIPGATE_WEBHOOK_URL: "",
@@ -415,7 +417,7 @@ describe("ZipKit-style jobs writing zips into a bucket (Swift)", () => {
     const endpoint = `http://127.0.0.1:${(blackhole.address() as { port: number }).port}`;
     const s3 = s3Server();
     const one = await startGatewayProcess({
-      ZIPGATE_STORAGE: root,
+      ZIPGATE_STORAGE: join(dir.path, "own-blackhole"),
       ...env,
       ZIPGATE_WEBHOOK_URL: "",
       ZIPGATE_STORE_TIMEOUT: "1s",

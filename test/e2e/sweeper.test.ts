@@ -43,8 +43,15 @@ function job(status: string, completedMs: number | undefined): string {
   });
 }
 
-function sweptTotals(...processes: GatewayProcess[]): { zipballs: number; orphans: number; jobs: number; downloadLeases: number; lines: number } {
-  const totals = { zipballs: 0, orphans: 0, jobs: 0, downloadLeases: 0, lines: 0 };
+function sweptTotals(...processes: GatewayProcess[]): {
+  zipballs: number;
+  orphans: number;
+  jobs: number;
+  downloadLeases: number;
+  crcShards: number;
+  lines: number;
+} {
+  const totals = { zipballs: 0, orphans: 0, jobs: 0, downloadLeases: 0, crcShards: 0, lines: 0 };
   for (const p of processes) {
     for (const line of p.stdout().split("\n")) {
       if (!line.includes('"state swept"')) continue;
@@ -53,6 +60,7 @@ function sweptTotals(...processes: GatewayProcess[]): { zipballs: number; orphan
       totals.orphans += r.orphans;
       totals.jobs += r.jobs;
       totals.downloadLeases += r.downloadLeases;
+      totals.crcShards += r.crcShards ?? 0;
       totals.lines += 1;
     }
   }
@@ -146,6 +154,19 @@ describe("the state sweeper on a folder store, with two replicas", () => {
       await utimes(p, t, t);
     }
     await writeFile(join(state, "downloads", "0123456789abcdef", uuidv7()), "");
+    // CRC-index shards of folders nobody has read for 100 days go; recent ones stay.
+    await mkdir(join(state, "crc"), { recursive: true });
+    const stale = new Date(Date.now() - 100 * DAY);
+    for (let i = 0; i < 2000; i += 200) {
+      await Promise.all(
+        Array.from({ length: 200 }, async (_, j) => {
+          const p = join(state, "crc", `${(i + j).toString(16).padStart(32, "0")}`);
+          await writeFile(p, "mac\n{}");
+          await utimes(p, stale, stale);
+        }),
+      );
+    }
+    await writeFile(join(state, "crc", "f".repeat(32)), "mac\n{}");
 
     const env = { ZIPGATE_STORAGE: root, ZIPGATE_SWEEP_INTERVAL: "1s", ZIPGATE_SWEEP_RATE: "20000" };
     [a, b] = await Promise.all([startGatewayProcess(env), startGatewayProcess(env)]);
@@ -182,7 +203,15 @@ describe("the state sweeper on a folder store, with two replicas", () => {
     expect((await readdir(zipballs)).sort()).toEqual([...kept, live.id].sort());
     // Only one replica swept each object: the counts add up to exactly what there was.
     await until("the sweep is logged", async () => sweptTotals(a, b).lines > 0, 10_000);
-    expect(sweptTotals(a, b)).toMatchObject({ zipballs: 10_000, orphans: 10, jobs: 5, downloadLeases: 3 });
+    await until("the stale CRC shards are gone", async () => sweptTotals(a, b).crcShards >= 2000, 60_000);
+    expect(sweptTotals(a, b)).toMatchObject({ zipballs: 10_000, orphans: 10, jobs: 5, downloadLeases: 3, crcShards: 2000 });
+    const shards = await readdir(join(root, ".zipgate", "crc"));
+    expect(shards).toContain("f".repeat(32));
+    expect(shards.every((name) => !/^0{20}/.test(name))).toBe(true);
+    // Counted in the metrics too, by the replica that swept each.
+    const swept = async (p: GatewayProcess): Promise<number> =>
+      Number(/zipgate_swept_total\{what="crc_shards"\} (\d+)/.exec(await (await fetch(`${p.url}/metrics`)).text())?.[1] ?? 0);
+    expect((await swept(a)) + (await swept(b))).toBe(2000);
     expect((await readdir(join(root, ".zipgate", "jobs"))).length).toBe(2);
     expect((await readdir(join(root, ".zipgate", "downloads", "0123456789abcdef"))).length).toBe(1);
     // What stayed still works.

@@ -23,7 +23,14 @@ describe("configuration", () => {
   });
 
   it("reads the state settings: sweep, retention, cache time, Box lease", () => {
-    expect(loadConfig({}).state).toEqual({ sweepIntervalMs: 3_600_000, sweepRate: 100, jobRetentionMs: 30 * 86_400_000, cacheTtlMs: 60_000 });
+    expect(loadConfig({}).state).toEqual({
+      sweepIntervalMs: 3_600_000,
+      sweepRate: 100,
+      jobRetentionMs: 30 * 86_400_000,
+      crcRetentionMs: 90 * 86_400_000,
+      cacheTtlMs: 60_000,
+    });
+    expect(loadConfig({ ZIPGATE_CRC_RETENTION: "0" }).state.crcRetentionMs).toBe(0);
     expect(loadConfig({}).box.leaseMs).toBe(60_000);
     const c = loadConfig({ ZIPGATE_SWEEP_INTERVAL: "0", ZIPGATE_JOB_RETENTION: "0", ZIPGATE_CACHE_TTL: "5s", ZIPGATE_BOX_LEASE: "10s" });
     expect(c.state).toMatchObject({ sweepIntervalMs: 0, jobRetentionMs: 0, cacheTtlMs: 5000 });
