@@ -25,6 +25,10 @@ ruby -e 'require "zip"' 2>/dev/null || need_pkgs+=(ruby-zip)
 command -v cargo >/dev/null || need_pkgs+=(cargo)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v wget >/dev/null || need_pkgs+=(wget)
+# A FUSE file system whose reads hang (test/helpers/hangfs.py) plays a dead disk under the
+# folder store (test/e2e/hung-disk.test.ts): Debian's fusepy and fuse3's fusermount3.
+/usr/bin/python3 -c 'import fusepy' 2>/dev/null || need_pkgs+=(python3-fusepy)
+command -v fusermount3 >/dev/null || need_pkgs+=(fuse3)
 # aria2c splits a download into ranged connections (test/e2e/download-clients.test.ts).
 command -v aria2c >/dev/null || need_pkgs+=(aria2)
 command -v swift-proxy-server >/dev/null || need_pkgs+=(swift swift-proxy swift-account swift-container swift-object)

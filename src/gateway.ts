@@ -1,6 +1,7 @@
 import { createApp } from "./app.js";
 import { ApiKeys } from "./auth.js";
 import type { Config } from "./config.js";
+import { StorageTimeout } from "./errors.js";
 import { Lifecycle } from "./http/lifecycle.js";
 import { JobRunner } from "./jobs/runner.js";
 import { JobStore } from "./jobs/store.js";
@@ -104,6 +105,9 @@ export async function createGateway(config: Config, given: Storage, logger: Logg
     metricsAccess: { token: config.metrics.token, separate: config.metrics.listen !== undefined },
     // One small read of the gateway's own prefix: absent is an answer too.
     checkStore: async () => {
+      // Threads stuck on a disk that does not answer: not ready until they are back.
+      const unhealthy = storage.health?.();
+      if (unhealthy !== undefined) throw new StorageTimeout(unhealthy);
       await storage.get(`${RESERVED_PREFIX}ready`, { signal: AbortSignal.timeout(config.limits.storeTimeoutMs) });
     },
   };

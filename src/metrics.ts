@@ -235,6 +235,15 @@ export function instrumentStorage(storage: Storage, metrics: Metrics): Storage {
       );
     },
     list: (prefix, options) => timedList(storage.list(prefix, options), metrics),
+    // Kept where the store has them: the folder store hashes on its own threads, and says
+    // when its disk stops answering.
+    ...(storage.crc32
+      ? {
+          crc32: (key: string, options: { etag: string; signal?: AbortSignal | undefined }) =>
+            timed("crc32", () => storage.crc32?.(key, options) as Promise<number>),
+        }
+      : {}),
+    ...(storage.health ? { health: () => storage.health?.() } : {}),
   };
 }
 

@@ -1,5 +1,5 @@
 import { Worker } from "node:worker_threads";
-import { StorageUnavailable } from "../errors.js";
+import { StorageTimeout, StorageUnavailable } from "../errors.js";
 import { ANSWER_WIDTH, type Answers, type Batch, KIND_DIR, KIND_FILE, type Listing, OP_LSTAT, OP_OPEN, RETIRE_AFTER } from "./fs-worker.js";
 
 export type { Listing };
@@ -30,6 +30,16 @@ const SEND_AT = 32;
 const SPREAD_AT = 8 * SEND_AT;
 const WORKER_URL = new URL("./fs-worker.js", import.meta.url);
 const KINDS = { [KIND_FILE]: "file", [KIND_DIR]: "dir" } as Record<number, "file" | "dir">;
+/**
+ * Threads left stuck in a system call at most: past it, requests fail at once rather than
+ * start more threads for a disk that does not answer.
+ */
+const MAX_STUCK = 8;
+
+/** The pool's view of threads it gave up on: stuck in a read until the disk answers. */
+interface StuckThreads {
+  add(thread: { exited: Promise<unknown> }): void;
+}
 
 /**
  * Blocking file system calls on worker threads. Requests made in the same turn of the event
@@ -44,15 +54,54 @@ export class FsWorkers {
   readonly #walkers: Walker[] = [];
   readonly #waiting: QueuedWalk[] = [];
   #closed = false;
+  readonly #stuck = new Set<Promise<unknown>>();
+  readonly #stuckView: StuckThreads = {
+    add: (thread) => {
+      const exited = thread.exited;
+      this.#stuck.add(exited);
+      void exited.finally(() => this.#stuck.delete(exited));
+    },
+  };
+  #watchdog: NodeJS.Timeout | undefined;
 
   /**
    * @param count threads for opens and stats
    * @param walkers threads for folder walks, which also bounds the walks run at once
+   * @param timeoutMs a request a thread has not answered in this long (a hung disk: the thread
+   *   sits in a read) fails with StorageTimeout; the thread is given up and replaced, and
+   *   counts as stuck until its read returns. A cancelled walk or CRC still running this long
+   *   after its cancel gives its thread up too. None: no limit.
    */
   constructor(
     private readonly count: number,
     private readonly walkers = 2,
-  ) {}
+    timeoutMs?: number,
+  ) {
+    if (timeoutMs !== undefined && timeoutMs > 0) {
+      this.#watchdog = setInterval(() => this.#watch(timeoutMs), Math.max(50, Math.min(1000, timeoutMs / 4)));
+      this.#watchdog.unref();
+    }
+  }
+
+  /** Threads stuck in a system call the disk has not answered (given up, not yet ended). */
+  get stuck(): number {
+    return this.#stuck.size;
+  }
+
+  #watch(timeoutMs: number): void {
+    const now = performance.now();
+    for (const t of this.#threads) {
+      if (!t.dead && t.waitingSince !== undefined && now - t.waitingSince > timeoutMs) {
+        t.abandon(new StorageTimeout(`the folder store's disk did not answer within ${timeoutMs / 1000} s`), this.#stuckView);
+      }
+    }
+    for (const w of this.#walkers) {
+      if (!w.dead && w.cancelledSince !== undefined && now - w.cancelledSince > timeoutMs) {
+        w.abandon(this.#stuckView);
+        this.#nextWalk();
+      }
+    }
+  }
 
   /** Stats `path` through an open descriptor (no link followed); reads [start, end) whole when it is at most `limit` bytes. */
   open(path: string, start: number, end: number | undefined, limit: number): Promise<Opened> {
@@ -84,12 +133,14 @@ export class FsWorkers {
   /** Queues a long task (a walk or a CRC) for the walker threads. */
   #long(message: (cancel: Int32Array) => LongMessage, signal: AbortSignal | undefined): Promise<Listing | number> {
     if (this.#closed) return Promise.reject(new StorageUnavailable("the folder store is closed"));
+    if (this.#stuck.size >= MAX_STUCK) return Promise.reject(new StorageTimeout("the folder store's disk is not answering"));
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise<Listing | number>((resolve, reject) => {
       const cancel = new Int32Array(new SharedArrayBuffer(4));
       const walk: QueuedWalk = { message: message(cancel), cancel, resolve, reject };
       const onAbort = (): void => {
         Atomics.store(cancel, 0, 1);
+        walk.cancelledAt = performance.now();
         const queued = this.#waiting.indexOf(walk);
         if (queued >= 0) this.#waiting.splice(queued, 1);
         reject(signal?.reason);
@@ -117,6 +168,7 @@ export class FsWorkers {
 
   async close(): Promise<void> {
     this.#closed = true;
+    clearInterval(this.#watchdog);
     const gone = new StorageUnavailable("the folder store is closed");
     for (const w of this.#waiting.splice(0)) w.reject(gone);
     await Promise.all([...this.#threads.splice(0).map((t) => t.stop()), ...this.#walkers.splice(0).map((w) => w.stop())]);
@@ -124,6 +176,7 @@ export class FsWorkers {
 
   #call<T>(op: number, path: string, start: number, end: number, limit: number): Promise<T> {
     if (this.#closed) return Promise.reject(new StorageUnavailable("the folder store is closed"));
+    if (this.#stuck.size >= MAX_STUCK) return Promise.reject(new StorageTimeout("the folder store's disk is not answering"));
     return this.#pick().call(op, path, start, end, limit) as Promise<T>;
   }
 
@@ -163,10 +216,14 @@ class Thread {
   #waiters: Waiter[] = [];
   /** Batches sent and not answered, oldest first: the worker answers them in order. */
   readonly #sent: Waiter[][] = [];
+  /** When each batch in `#sent` was sent, oldest first. */
+  readonly #sentAt: number[] = [];
   #load = 0;
   dead = false;
+  readonly exited: Promise<number>;
 
   constructor() {
+    this.exited = new Promise((resolve) => this.#worker.once("exit", resolve));
     this.#worker.unref();
     this.#worker.on("message", (answers: Answers) => this.#settle(answers));
     this.#worker.on("error", (err) => this.#fail(err));
@@ -201,6 +258,7 @@ class Thread {
     if (this.#waiters.length === 0 || this.dead) return;
     const batch: Batch = { ops: Uint8Array.from(this.#ops), paths: this.#paths.join("\0"), nums: Float64Array.from(this.#nums) };
     this.#sent.push(this.#waiters);
+    this.#sentAt.push(performance.now());
     this.#ops = [];
     this.#paths = [];
     this.#nums = [];
@@ -208,8 +266,31 @@ class Thread {
     this.#worker.postMessage(batch, [batch.ops.buffer, batch.nums.buffer]);
   }
 
+  /** When the oldest unanswered batch was sent; undefined when none waits. */
+  get waitingSince(): number | undefined {
+    return this.#sentAt[0];
+  }
+
+  /**
+   * Gives the thread up (its disk does not answer): what it was asked fails with `err`, it
+   * takes nothing more, and it is told to end, which it does once its read returns.
+   */
+  abandon(err: Error, stuck: StuckThreads): void {
+    if (this.dead) return;
+    this.dead = true;
+    for (const w of [...this.#sent.flat(), ...this.#waiters]) w.reject(err);
+    this.#sent.length = 0;
+    this.#sentAt.length = 0;
+    this.#waiters = [];
+    this.#load = 0;
+    this.#worker.unref();
+    stuck.add(this);
+    void this.#worker.terminate().catch(() => {});
+  }
+
   #settle({ nums, etags, data, errors }: Answers): void {
     const waiters = this.#sent.shift();
+    this.#sentAt.shift();
     if (!waiters) return;
     const tags = etags.split("\0");
     for (const [i, w] of waiters.entries()) {
@@ -242,6 +323,7 @@ class Thread {
     const gone = new StorageUnavailable("the folder store's worker failed", err);
     for (const w of [...this.#sent.flat(), ...this.#waiters]) w.reject(gone);
     this.#sent.length = 0;
+    this.#sentAt.length = 0;
     this.#waiters = [];
     this.#load = 0;
   }
@@ -261,6 +343,8 @@ interface QueuedWalk {
   resolve: (answer: Listing | number) => void;
   reject: (err: unknown) => void;
   done?: () => void;
+  /** When its caller cancelled it (performance.now()). */
+  cancelledAt?: number;
 }
 
 type LongAnswer = { listing?: Listing; crc?: number; error?: { code?: string; message: string } };
@@ -288,6 +372,21 @@ class Walker {
 
   get busy(): boolean {
     return this.#current !== undefined;
+  }
+
+  /** When the task it runs was cancelled by its caller; undefined when idle or not cancelled. */
+  get cancelledSince(): number | undefined {
+    return this.#current?.cancelledAt;
+  }
+
+  /** Gives the thread up: a cancelled task has not ended (its read does not return). */
+  abandon(stuck: StuckThreads): void {
+    if (this.dead) return;
+    this.dead = true;
+    this.#current = undefined;
+    this.#worker.unref();
+    stuck.add({ exited: this.#exited });
+    void this.#worker.terminate().catch(() => {});
   }
 
   run(walk: QueuedWalk): void {

@@ -26,6 +26,11 @@ export interface FsStorageOptions {
    * @default 2
    */
   workers?: number;
+  /**
+   * A read, stat or open the disk has not answered in this long fails (StorageTimeout), and
+   * its worker thread is replaced; the store is unhealthy while a thread is stuck. None: no limit.
+   */
+  timeoutMs?: number | undefined;
 }
 
 const DEFAULT_CHUNK = 256 * 1024;
@@ -47,7 +52,7 @@ export async function createFsStorage(options: FsStorageOptions): Promise<Storag
   await mkdir(options.root, { recursive: true });
   const root = await realpath(resolve(options.root));
   const chunkSize = options.chunkSize ?? DEFAULT_CHUNK;
-  const workers = new FsWorkers(options.workers ?? DEFAULT_WORKERS);
+  const workers = new FsWorkers(options.workers ?? DEFAULT_WORKERS, 2, options.timeoutMs);
 
   const pathOf = (key: string): string => {
     // Most keys are plain (no empty, "." or ".." segment, no NUL): the path is the root joined with the key.
@@ -61,6 +66,7 @@ export async function createFsStorage(options: FsStorageOptions): Promise<Storag
 
   return {
     description: `folder ${root}`,
+    health: () => (workers.stuck > 0 ? `${workers.stuck} of the folder store's threads wait for a disk that does not answer` : undefined),
 
     async stat(key) {
       const st = await workers.lstat(pathOf(key)).catch((err) => {

@@ -6,7 +6,7 @@ import type { Storage } from "./types.js";
 export async function createStorage(config: StorageConfig, timeouts: { connectTimeoutMs: number; timeoutMs: number }): Promise<Storage> {
   switch (config.kind) {
     case "fs":
-      return createFsStorage({ root: config.root });
+      return createFsStorage({ root: config.root, timeoutMs: timeouts.timeoutMs });
     case "s3": {
       // Loaded only for an S3 store: the SDK adds ~20 MiB to a gateway that does not use it.
       const { createS3Storage } = await import("./s3.js");

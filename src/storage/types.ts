@@ -75,6 +75,8 @@ export interface Storage {
    * reach the event loop). Without it, callers read the object and hash what comes.
    */
   crc32?(key: string, options: { etag: string; signal?: AbortSignal | undefined }): Promise<number>;
+  /** Why the store is not healthy right now (threads stuck on a disk that does not answer); undefined when it is. */
+  health?(): string | undefined;
   /** Small state objects (manifests, indexes): whole-body get. null when absent. */
   get(key: string, options?: { signal?: AbortSignal }): Promise<Buffer | null>;
   /**
