@@ -9,7 +9,7 @@ import { uuidv7 } from "../../src/util/uuid.js";
 import { tempDir, writeTree } from "../helpers/archive.js";
 import { type RunningGateway, startGateway, TEST_KEY } from "../helpers/gateway.js";
 import { type Origin, startOrigin } from "../helpers/origin.js";
-import { startGatewayProcess } from "../helpers/process.js";
+import { type GatewayProcess, startGatewayProcess } from "../helpers/process.js";
 import { adminClient, s3Server } from "../helpers/s3.js";
 import { sha256, verifyWithUnzippers } from "../helpers/unzippers.js";
 import { startWebhookReceiver } from "../helpers/webhook.js";
@@ -21,6 +21,15 @@ type Job = Record<string, any>;
 
 /** Where the test key's outputs go: the default destination prefix is the caller's key id. */
 const OWN = `${keyId(TEST_KEY)}/`;
+
+/** A gateway process as the helpers here use a gateway: its URL, and POSTs with `key`. */
+function viaProcess(p: GatewayProcess, key = TEST_KEY): RunningGateway {
+  return {
+    url: p.url,
+    post: (path: string, body: unknown) =>
+      fetch(p.url + path, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${key}` }, body: JSON.stringify(body) }),
+  } as unknown as RunningGateway;
+}
 
 describe("ZipKit-style jobs writing zips into a bucket (Swift)", () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;
@@ -204,15 +213,7 @@ describe("ZipKit-style jobs writing zips into a bucket (Swift)", () => {
 
   it("runs each job once with two gateway processes on one store", async () => {
     const [one, two] = await Promise.all([startGatewayProcess({ ZIPGATE_STORAGE: root, ...env }), startGatewayProcess({ ZIPGATE_STORAGE: root, ...env })]);
-    const replicas = [one, two].map((p) => ({
-      url: p.url,
-      post: (path: string, body: unknown) =>
-        fetch(p.url + path, {
-          method: "POST",
-          headers: { "content-type": "application/json", authorization: `Bearer ${TEST_KEY}` },
-          body: JSON.stringify(body),
-        }),
-    })) as unknown as RunningGateway[];
+    const replicas = [one, two].map((p) => viaProcess(p));
     try {
       const jobs = [];
       for (let i = 0; i < 6; i++) {
@@ -269,15 +270,7 @@ describe("ZipKit-style jobs writing zips into a bucket (Swift)", () => {
     const hookUrl = `http://127.0.0.1:${(stubborn.address() as { port: number }).port}/hook`;
     // A store of its own: no other gateway of this file scans (and runs) these jobs.
     const one = await startGatewayProcess({ ZIPGATE_STORAGE: join(dir.path, "own-hooks"), ...env, ZIPGATE_WEBHOOK_URL: hookUrl, ZIPGATE_JOB_CONCURRENCY: "1" });
-    const on = {
-      url: one.url,
-      post: (path: string, body: unknown) =>
-        fetch(one.url + path, {
-          method: "POST",
-          headers: { "content-type": "application/json", authorization: `Bearer ${TEST_KEY}` },
-          body: JSON.stringify(body),
-        }),
-    } as unknown as RunningGateway;
+    const on = viaProcess(one);
     try {
       const jobs = [];
       for (let i = 0; i < 3; i++) {
@@ -364,16 +357,7 @@ describe("ZipKit-style jobs writing zips into a bucket (Swift)", () => {
       ZIPGATE_WEBHOOK_URL: "",
       ZIPGATE_JOB_CONCURRENCY: "1",
     });
-    const on = (key: string) =>
-      ({
-        url: one.url,
-        post: (path: string, body: unknown) =>
-          fetch(one.url + path, {
-            method: "POST",
-            headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
-            body: JSON.stringify(body),
-          }),
-      }) as unknown as RunningGateway;
+    const on = (key: string) => viaProcess(one, key);
     const getAs = async (uuid: string, key: string): Promise<Job> =>
       (await (await fetch(`${one.url}/api/v1/zips/${uuid}`, { headers: { authorization: `Bearer ${key}` } })).json()) as Job;
     try {
@@ -425,15 +409,7 @@ describe("ZipKit-style jobs writing zips into a bucket (Swift)", () => {
         { bucket: "silent", service: "s3", endpoint, region: s3.region, force_path_style: true, access_key_id: "x", secret_access_key: "y" },
       ]),
     });
-    const on = {
-      url: one.url,
-      post: (path: string, body: unknown) =>
-        fetch(one.url + path, {
-          method: "POST",
-          headers: { "content-type": "application/json", authorization: `Bearer ${TEST_KEY}` },
-          body: JSON.stringify(body),
-        }),
-    } as unknown as RunningGateway;
+    const on = viaProcess(one);
     try {
       const job = await submit({ urls: [{ url: `${origin.url}/files/a.txt` }], bucket_name: "silent", key: "exports/never.zip" }, on);
       const done = await settle(job.uuid, on);
