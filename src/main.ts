@@ -72,8 +72,9 @@ async function main(): Promise<void> {
     const address = server.address();
     const port = typeof address === "object" && address ? address.port : config.port;
     // PORT=0 picks a free port: the URLs handed out name the one picked.
-    if (!process.env.ZIPGATE_PUBLIC_URL && config.port === 0) setPublicUrl(config.publicUrl.replace(/:0$/, `:${port}`));
-    const base = config.port === 0 && !process.env.ZIPGATE_PUBLIC_URL ? config.publicUrl.replace(/:0$/, `:${port}`) : config.publicUrl;
+    const picked = config.port === 0 && !process.env.ZIPGATE_PUBLIC_URL;
+    const base = picked ? config.publicUrl.replace(/:0$/, `:${port}`) : config.publicUrl;
+    if (picked) setPublicUrl(base);
     const lines = [`zipgate ${VERSION} listening on ${config.host}:${port}, serving ${storage.description}`];
     if (!process.env.ZIPGATE_PUBLIC_URL && (config.host === "0.0.0.0" || config.host === "::")) {
       // In a container or behind a proxy the default names an address clients cannot reach.

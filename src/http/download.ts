@@ -305,7 +305,7 @@ async function sendBody(
           drainSince = performance.now();
           let ok: boolean;
           try {
-            ok = await drained(outgoing, opts.sendTimeoutMs);
+            ok = await socketTook(outgoing, "drain", opts.sendTimeoutMs);
           } finally {
             waitedMs += performance.now() - drainSince;
             drainSince = undefined;
@@ -320,7 +320,7 @@ async function sendBody(
       outgoing.end();
       // Complete once the last bytes left for the socket, not when they were queued: a
       // client gone meanwhile did not get the archive (Box reports `succeeded` on this).
-      if (!(await flushed(outgoing, opts.sendTimeoutMs))) {
+      if (!(await socketTook(outgoing, "finish", opts.sendTimeoutMs))) {
         outcome = "stalled";
         throw new Error("the client took nothing for the send timeout");
       }
@@ -339,51 +339,34 @@ async function sendBody(
   return RESPONSE_ALREADY_SENT;
 }
 
-/** Resolves true on 'finish', false when it did not come within `timeoutMs`; rejects when the client went away first. */
-function flushed(outgoing: ServerResponse, timeoutMs: number): Promise<boolean> {
-  if (outgoing.writableFinished) return Promise.resolve(true);
+/**
+ * Resolves true on `event` ('drain': the socket took the bytes queued; 'finish': it took the
+ * last of them), false when it did not come within `timeoutMs`; rejects when the client went
+ * away first. Settled once; every listener and the timer are removed then.
+ */
+function socketTook(outgoing: ServerResponse, event: "drain" | "finish", timeoutMs: number): Promise<boolean> {
+  if (event === "finish" && outgoing.writableFinished) return Promise.resolve(true);
   return new Promise((resolve, reject) => {
     const done = (): void => {
       clearTimeout(timer);
-      outgoing.off("finish", onFinish);
+      outgoing.off(event, onEvent);
       outgoing.off("close", onClose);
     };
-    const onFinish = (): void => {
+    const onEvent = (): void => {
       done();
       resolve(true);
     };
     const onClose = (): void => {
       done();
-      if (outgoing.writableFinished) resolve(true);
+      if (event === "finish" && outgoing.writableFinished) resolve(true);
       else reject(new Error("client went away"));
     };
     const timer = setTimeout(() => {
       done();
       resolve(false);
     }, timeoutMs);
-    outgoing.once("finish", onFinish);
+    outgoing.once(event, onEvent);
     outgoing.once("close", onClose);
-  });
-}
-
-/** Resolves true on 'drain', false when none came within `timeoutMs`; rejects when the client went away. */
-function drained(outgoing: ServerResponse, timeoutMs: number): Promise<boolean> {
-  return new Promise((resolve, reject) => {
-    const done = (ok: boolean): void => {
-      clearTimeout(timer);
-      outgoing.off("drain", onDrain);
-      outgoing.off("close", closed);
-      resolve(ok);
-    };
-    const onDrain = (): void => done(true);
-    const closed = (): void => {
-      clearTimeout(timer);
-      outgoing.off("drain", onDrain);
-      reject(new Error("client went away"));
-    };
-    const timer = setTimeout(() => done(false), timeoutMs);
-    outgoing.once("drain", onDrain);
-    outgoing.once("close", closed);
   });
 }
 

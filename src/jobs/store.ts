@@ -1,6 +1,7 @@
 import { RESERVED_PREFIX } from "../storage/keys.js";
 import { claimLease, releaseLease, renewLease } from "../storage/lease.js";
 import type { Storage } from "../storage/types.js";
+import { isUuidV7 } from "../util/uuid.js";
 import type { JobRecord } from "./types.js";
 
 const PREFIX = `${RESERVED_PREFIX}jobs/`;
@@ -10,19 +11,17 @@ const PENDING = `${RESERVED_PREFIX}jobs-pending/`;
 /** One empty object per job under its key's id: a key's listing reads only its own jobs. */
 const BY_KEY = `${RESERVED_PREFIX}jobs-by-key/`;
 
-/** Where a job's entry in its key's index lives. */
+/** Where a job's entry in its key's index lives (with `uuid` empty: the key's folder). */
 export function jobIndexKey(owner: string, uuid: string): string {
   return `${BY_KEY}${owner || "_"}/${uuid}`;
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 /** Job records and their leases, in the store's reserved prefix: every replica sees every job. */
 export class JobStore {
   constructor(private readonly storage: Storage) {}
 
   async get(uuid: string): Promise<JobRecord | null> {
-    if (!UUID.test(uuid)) return null;
+    if (!isUuidV7(uuid)) return null;
     const body = await this.storage.get(`${PREFIX}${uuid}/job`);
     return body ? (JSON.parse(body.toString("utf8")) as JobRecord) : null;
   }
@@ -35,8 +34,7 @@ export class JobStore {
 
   /** Ids of one key's jobs, newest first (UUIDv7 sorts by creation time). */
   async idsOf(owner: string): Promise<string[]> {
-    const prefix = `${BY_KEY}${owner || "_"}/`;
-    return (await this.#idsUnder(prefix, (rest) => rest)).sort().reverse();
+    return (await this.#idsUnder(jobIndexKey(owner, ""), (rest) => rest)).sort().reverse();
   }
 
   /**
@@ -80,7 +78,7 @@ export class JobStore {
     try {
       for await (const item of this.storage.list(prefix)) {
         const id = item.kind === "file" ? pick(item.key.slice(prefix.length)) : undefined;
-        if (id !== undefined && UUID.test(id)) ids.push(id);
+        if (id !== undefined && isUuidV7(id)) ids.push(id);
       }
     } catch (err) {
       if ((err as { status?: number }).status === 404) return [];

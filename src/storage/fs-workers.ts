@@ -36,11 +36,6 @@ const KINDS = { [KIND_FILE]: "file", [KIND_DIR]: "dir" } as Record<number, "file
  */
 const MAX_STUCK = 8;
 
-/** The pool's view of threads it gave up on: stuck in a read until the disk answers. */
-interface StuckThreads {
-  add(thread: { exited: Promise<unknown> }): void;
-}
-
 /**
  * Blocking file system calls on worker threads. Requests made in the same turn of the event
  * loop travel as one message (a message costs more than the calls in it), to the thread with
@@ -54,14 +49,8 @@ export class FsWorkers {
   readonly #walkers: Walker[] = [];
   readonly #waiting: QueuedWalk[] = [];
   #closed = false;
+  /** Threads given up on, by their exit: stuck in a read until the disk answers. */
   readonly #stuck = new Set<Promise<unknown>>();
-  readonly #stuckView: StuckThreads = {
-    add: (thread) => {
-      const exited = thread.exited;
-      this.#stuck.add(exited);
-      void exited.finally(() => this.#stuck.delete(exited));
-    },
-  };
   #watchdog: NodeJS.Timeout | undefined;
 
   /**
@@ -92,15 +81,21 @@ export class FsWorkers {
     const now = performance.now();
     for (const t of this.#threads) {
       if (!t.dead && t.waitingSince !== undefined && now - t.waitingSince > timeoutMs) {
-        t.abandon(new StorageTimeout(`the folder store's disk did not answer within ${timeoutMs / 1000} s`), this.#stuckView);
+        this.#stuckUntil(t.abandon(new StorageTimeout(`the folder store's disk did not answer within ${timeoutMs / 1000} s`)));
       }
     }
     for (const w of this.#walkers) {
       if (!w.dead && w.cancelledSince !== undefined && now - w.cancelledSince > timeoutMs) {
-        w.abandon(this.#stuckView);
+        this.#stuckUntil(w.abandon());
         this.#nextWalk();
       }
     }
+  }
+
+  /** Counts a thread given up on as stuck until it has exited. */
+  #stuckUntil(exited: Promise<unknown>): void {
+    this.#stuck.add(exited);
+    void exited.finally(() => this.#stuck.delete(exited));
   }
 
   /** Stats `path` through an open descriptor (no link followed); reads [start, end) whole when it is at most `limit` bytes. */
@@ -274,9 +269,10 @@ class Thread {
   /**
    * Gives the thread up (its disk does not answer): what it was asked fails with `err`, it
    * takes nothing more, and it is told to end, which it does once its read returns.
+   * Resolves when it has.
    */
-  abandon(err: Error, stuck: StuckThreads): void {
-    if (this.dead) return;
+  abandon(err: Error): Promise<unknown> {
+    if (this.dead) return this.exited;
     this.dead = true;
     for (const w of [...this.#sent.flat(), ...this.#waiters]) w.reject(err);
     this.#sent.length = 0;
@@ -284,8 +280,8 @@ class Thread {
     this.#waiters = [];
     this.#load = 0;
     this.#worker.unref();
-    stuck.add(this);
     void this.#worker.terminate().catch(() => {});
+    return this.exited;
   }
 
   #settle({ nums, etags, data, errors }: Answers): void {
@@ -379,14 +375,14 @@ class Walker {
     return this.#current?.cancelledAt;
   }
 
-  /** Gives the thread up: a cancelled task has not ended (its read does not return). */
-  abandon(stuck: StuckThreads): void {
-    if (this.dead) return;
+  /** Gives the thread up: a cancelled task has not ended (its read does not return). Resolves once it has exited. */
+  abandon(): Promise<number> {
+    if (this.dead) return this.#exited;
     this.dead = true;
     this.#current = undefined;
     this.#worker.unref();
-    stuck.add({ exited: this.#exited });
     void this.#worker.terminate().catch(() => {});
+    return this.#exited;
   }
 
   run(walk: QueuedWalk): void {

@@ -7,6 +7,13 @@ export function isUuidV4(text: string): boolean {
   return UUID_V4.test(text);
 }
 
+const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/** A lower-case UUIDv7, as job ids are made (`uuidv7`). */
+export function isUuidV7(text: string): boolean {
+  return UUID_V7.test(text);
+}
+
 /** The last UUIDv7 made by this process: its millisecond, and the 12-bit counter after it. */
 let lastMs = 0;
 let counter = 0;

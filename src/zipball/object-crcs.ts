@@ -177,8 +177,11 @@ function shards(): (key: string) => string {
   };
 }
 
+/** Where the index's shards live (the sweeper removes old ones). */
+export const CRC_SHARDS_PREFIX = `${RESERVED_PREFIX}crc/`;
+
 function shardKey(shard: string): string {
-  return `${RESERVED_PREFIX}crc/${shard}`;
+  return `${CRC_SHARDS_PREFIX}${shard}`;
 }
 
 /** One object version's record id: 128 bits of `sha256(key \0 etag)` (one-shot `hash`: a few times faster than a Hash object). */

@@ -7,13 +7,12 @@ import { RESERVED_PREFIX } from "../storage/keys.js";
 import { claimLease, renewLease } from "../storage/lease.js";
 import { chunksOf, type ListItem, type Storage } from "../storage/types.js";
 import { DOWNLOADS_PREFIX } from "./download-leases.js";
+import { CRC_SHARDS_PREFIX } from "./object-crcs.js";
 
 const ZIPBALLS = `${RESERVED_PREFIX}zipballs/`;
 const JOBS = `${RESERVED_PREFIX}jobs/`;
 const JOBS_PENDING = `${RESERVED_PREFIX}jobs-pending/`;
 const LEASE_KEY = `${RESERVED_PREFIX}sweeper/lease`;
-/** The object-CRC index's shards (object-crcs.ts): one per folder whose objects were read. */
-const CRC_SHARDS = `${RESERVED_PREFIX}crc/`;
 
 /**
  * An expired zipball's state is kept this much longer: a Box status stays readable for 12 hours
@@ -134,7 +133,7 @@ export class Sweeper {
       }
       const crcRetentionMs = this.#opts.crcRetentionMs ?? 0;
       if (crcRetentionMs > 0) {
-        for await (const item of listing(storage, CRC_SHARDS)) {
+        for await (const item of listing(storage, CRC_SHARDS_PREFIX)) {
           if (item.kind !== "file" || now() - item.mtimeMs < crcRetentionMs) continue;
           await pace();
           await storage.delete(item.key);

@@ -1,13 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, open, readFile, stat, truncate, utimes } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tempDir, writeTree } from "../helpers/archive.js";
-import { CHROMIUM, launchChromium, type RunningChromium } from "../helpers/chromium.js";
+import { CHROMIUM, clickDownloadLink, launchChromium, type RunningChromium } from "../helpers/chromium.js";
 import {
   downloadGets,
   type Interrupter,
@@ -292,7 +290,6 @@ describe("real clients against a gateway", () => {
   describe("Chromium", () => {
     let gw: RunningGateway;
     let browser: RunningChromium;
-    let page: Server;
 
     beforeAll(async () => {
       gw = await gateway();
@@ -304,23 +301,11 @@ describe("real clients against a gateway", () => {
       browser = await launchChromium();
       cleanups.push(() => browser.close());
     });
-    afterAll(async () => {
-      // Chromium keeps its connection to the page server alive: drop it, or close() waits for it.
-      page?.closeAllConnections();
-      await new Promise((resolve) => (page ? page.close(resolve) : resolve(undefined)));
-    });
 
     it("a click on a download link saves the archive under its Content-Disposition name (non-ASCII), and it unzips", async () => {
       const ball = await createZipball(gw, { name: "Résumé 2024 ✓", objects: [{ folder: "/chromium" }] });
       const href = local(gw, ball.url);
-      page = createServer((_req, res) => {
-        res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
-        res.end(`<!doctype html><meta charset="utf-8"><title>zipgate</title><a id="dl" href="${href}">Download</a>`);
-      });
-      await new Promise<void>((resolve) => page.listen(0, "127.0.0.1", resolve));
-      const tab = await browser.context.newPage();
-      await tab.goto(`http://127.0.0.1:${(page.address() as AddressInfo).port}/`);
-      const [download] = await Promise.all([tab.waitForEvent("download"), tab.click("#dl")]);
+      const { download, tab } = await clickDownloadLink(browser, href);
       expect(download.suggestedFilename()).toBe("Résumé 2024 ✓.zip");
       const file = join(dir.path, "chromium.zip");
       await download.saveAs(file);

@@ -1,10 +1,9 @@
 import { randomBytes } from "node:crypto";
-import { createServer, type Server } from "node:http";
 import { type AddressInfo, connect, createServer as createTcpServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tempDir, writeTree } from "../helpers/archive.js";
-import { CHROMIUM, launchChromium, type RunningChromium } from "../helpers/chromium.js";
+import { CHROMIUM, clickDownloadLink, launchChromium, type RunningChromium } from "../helpers/chromium.js";
 import { type Interrupter, interruptedDownload, requireTools, runTool, sha256File, sha256OfOutput, startInterrupter } from "../helpers/clients.js";
 import { type GatewayProcess, startGatewayProcess } from "../helpers/process.js";
 import { sha256, verifyWithUnzippers } from "../helpers/unzippers.js";
@@ -118,27 +117,17 @@ describe("download clients against a gateway process", () => {
 
   describe("Chromium", () => {
     let browser: RunningChromium;
-    let page: Server | undefined;
     beforeAll(async () => {
       browser = await launchChromium();
     });
     afterAll(async () => {
-      page?.closeAllConnections();
-      await new Promise((resolve) => (page ? page.close(resolve) : resolve(undefined)));
       await browser?.close();
     });
 
     it("a click on a Box download_url saves the zip under its non-ASCII Content-Disposition name, byte-identical and opening", async () => {
       const created = await post("/2.0/zip_downloads", { items: [{ type: "folder", id: "/set" }], download_file_name: "Übersicht ✓" });
       const href = `${gw.url}${new URL(created.download_url as string).pathname}`;
-      page = createServer((_req, res) => {
-        res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
-        res.end(`<!doctype html><meta charset="utf-8"><title>zipgate</title><a id="dl" href="${href}">Download</a>`);
-      });
-      await new Promise<void>((resolve) => page?.listen(0, "127.0.0.1", resolve));
-      const tab = await browser.context.newPage();
-      await tab.goto(`http://127.0.0.1:${(page.address() as AddressInfo).port}/`);
-      const [download] = await Promise.all([tab.waitForEvent("download"), tab.click("#dl")]);
+      const { download, tab } = await clickDownloadLink(browser, href);
       expect(download.suggestedFilename()).toBe("Übersicht ✓.zip");
       const file = join(dir.path, "chromium-box.zip");
       await download.saveAs(file);
@@ -156,14 +145,7 @@ describe("download clients against a gateway process", () => {
       // About 8 MB/s, so the download is still running when it is paused.
       const paced = await pacedProxy(gw.url, 256 * 1024, 30);
       cleanups.push(paced.close);
-      page = createServer((_req, res) => {
-        res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
-        res.end(`<!doctype html><meta charset="utf-8"><title>zipgate</title><a id="dl" href="${direct.replace(gw.url, paced.url)}">Download</a>`);
-      });
-      await new Promise<void>((resolve) => page?.listen(0, "127.0.0.1", resolve));
-      const tab = await browser.context.newPage();
-      await tab.goto(`http://127.0.0.1:${(page.address() as AddressInfo).port}/`);
-      const [download] = await Promise.all([tab.waitForEvent("download"), tab.click("#dl")]);
+      const { download, tab } = await clickDownloadLink(browser, direct.replace(gw.url, paced.url));
       const manager = await browser.context.newPage();
       await manager.goto("chrome://downloads/");
       // The page's own pause/resume button, inside its shadow roots.

@@ -1,8 +1,10 @@
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type BrowserContext, chromium } from "playwright-core";
+import { type BrowserContext, chromium, type Download, type Page } from "playwright-core";
 
 /** Debian's Chromium (package `chromium`); Playwright's own browser download is not used. */
 export const CHROMIUM = "/usr/bin/chromium";
@@ -42,5 +44,27 @@ export async function launchChromium(): Promise<RunningChromium> {
   } catch (err) {
     await rm(profile, { recursive: true, force: true });
     throw err;
+  }
+}
+
+/**
+ * Serves a page holding one link to `href` on 127.0.0.1, opens it in a new tab, clicks the
+ * link and resolves with the download it started (and the tab). The page's server is closed
+ * once the click has started the download (Chromium keeps its connection alive: dropped too).
+ */
+export async function clickDownloadLink(browser: RunningChromium, href: string): Promise<{ download: Download; tab: Page }> {
+  const page = createServer((_req, res) => {
+    res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
+    res.end(`<!doctype html><meta charset="utf-8"><title>zipgate</title><a id="dl" href="${href}">Download</a>`);
+  });
+  await new Promise<void>((resolve) => page.listen(0, "127.0.0.1", resolve));
+  try {
+    const tab = await browser.context.newPage();
+    await tab.goto(`http://127.0.0.1:${(page.address() as AddressInfo).port}/`);
+    const [download] = await Promise.all([tab.waitForEvent("download"), tab.click("#dl")]);
+    return { download, tab };
+  } finally {
+    page.closeAllConnections();
+    await new Promise((resolve) => page.close(resolve));
   }
 }

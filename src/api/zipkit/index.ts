@@ -9,7 +9,7 @@ import type { JobRecord } from "../../jobs/types.js";
 import type { UrlFetcher } from "../../sources/url.js";
 import { keyFromPath } from "../../storage/keys.js";
 import { mapInSlices } from "../../util/breather.js";
-import { uuidv7 } from "../../util/uuid.js";
+import { isUuidV7, uuidv7 } from "../../util/uuid.js";
 import { jsonObject, onlyFields, optionalString } from "../body.js";
 import type { ApiDeps, AppEnv } from "../deps.js";
 
@@ -19,7 +19,6 @@ export interface ZipkitDeps {
   urls: UrlFetcher;
 }
 
-const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const MAX_PAGE = 100;
 
 /**
@@ -101,7 +100,7 @@ export function zipkitRoutes(deps: ApiDeps & ZipkitDeps): Hono<AppEnv> {
     const after = c.req.query("cursor");
     // A cursor is a position in time (a job's UUIDv7), not a lookup: any well-formed one
     // pages through the caller's own jobs older than it, and tells nothing of other keys'.
-    if (after !== undefined && !UUID_V7.test(after)) throw new GatewayError(400, "invalid_cursor", "the cursor is not one this API returned");
+    if (after !== undefined && !isUuidV7(after)) throw new GatewayError(400, "invalid_cursor", "the cursor is not one this API returned");
     const ids = (await deps.jobs.idsOf(caller.keyId)).filter((id) => after === undefined || id < after);
     const data: Record<string, unknown>[] = [];
     let next: string | null = null;
